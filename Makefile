@@ -1,0 +1,42 @@
+# The course's commands. `make book` and `make test` are the README's two commands; both create
+# the environment first when it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: env book test test-fast release grade clean
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# Build the website into _build/html (chapters executed, cached in _build/.jupyter_cache).
+book: env
+	$(PY) -m dgm.sitebuild
+
+# Every test: library, chapters, exercises, grading, the built site.
+test: env
+	$(PY) -m pytest
+
+# The library tests only (seconds).
+test-fast: env
+	$(PY) -m pytest -m "not slow"
+
+# Regenerate exercises/ from solutions/ (instructors).
+release: env
+	$(PY) -m autograder release
+
+# Grade a folder of submissions: make grade DIR=path/to/submissions
+grade: env
+	$(PY) -m autograder grade $(DIR)
+
+clean:
+	rm -rf _build autograder/submitted autograder/autograded autograder/feedback autograder/gradebook autograder/reports

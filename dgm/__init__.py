@@ -1,0 +1,16 @@
+"""dgm: the support library of *Deep Generative Models — derive it, then build it*.
+
+One module per model family, functions named after the math, shapes in every docstring:
+
+* :mod:`dgm.divergences` — entropy, cross-entropy, KL (closed form and Monte Carlo);
+* :mod:`dgm.distributions` — log-densities and reparameterised sampling;
+* :mod:`dgm.linear_gaussian` — the tractable latent model of Chapter 1;
+* :mod:`dgm.mixtures` — discrete-latent (mixture) models;
+* :mod:`dgm.classifiers` — logistic regression and naive Bayes (Chapter 1);
+* :mod:`dgm.data` — datasets that ship with packages, and MNIST from a local path;
+* :mod:`dgm.plotting` — figures shared by several chapters;
+* :mod:`dgm.checks` — the exercise-check API used by the notebooks' test cells;
+* :mod:`dgm.device` — device selection and seeded generators.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Input checks shared by every ``dgm`` function.
+
+Every public function validates its tensor arguments with these helpers, so a bad input fails
+early with a message that names the argument, says what was expected and what came instead.
+No bare ``assert``: these checks survive ``python -O``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = [
+    "as_float_tensor",
+    "check_min_ndim",
+    "check_last_dim",
+    "check_square",
+    "check_positive",
+    "check_probabilities",
+    "check_same_device",
+    "broadcast_batch",
+]
+
+
+def as_float_tensor(value: Any, name: str, *, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Return ``value`` as a floating-point tensor, or raise ``TypeError`` naming ``name``.
+
+    Tensors keep their dtype and device (integer and boolean tensors are rejected: a silent cast
+    would hide a bug such as passing labels where log-variances belong). Python numbers, lists
+    and NumPy arrays become tensors of ``like``'s dtype and device, or of torch's default dtype.
+    """
+    if isinstance(value, torch.Tensor):
+        if not torch.is_floating_point(value):
+            raise TypeError(
+                f"{name} must be a floating-point tensor (float32 or float64); got dtype {value.dtype}. "
+                f"Convert it with {name}.double() or {name}.float()."
+            )
+        return value
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a tensor or a number; got {type(value).__name__}")
+    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    device = like.device if like is not None else None
+    try:
+        out = torch.as_tensor(value, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or array-like of numbers; got {type(value).__name__}") from err
+    return out
+
+
+def check_min_ndim(t: torch.Tensor, name: str, ndim: int, shape_hint: str) -> None:
+    """Raise ``ValueError`` unless ``t`` has at least ``ndim`` dimensions."""
+    if t.dim() < ndim:
+        raise ValueError(
+            f"{name} must have shape {shape_hint} (at least {ndim} dimension(s)); got shape {tuple(t.shape)}"
+        )
+
+
+def check_last_dim(t: torch.Tensor, name: str, size: int, shape_hint: str) -> None:
+    """Raise ``ValueError`` unless the last dimension of ``t`` equals ``size``."""
+    if t.dim() == 0 or t.shape[-1] != size:
+        raise ValueError(
+            f"{name} must have shape {shape_hint} with last dimension {size}; got shape {tuple(t.shape)}"
+        )
+
+
+def check_square(t: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``t`` is a (batch of) square matrices ``(..., D, D)``."""
+    if t.dim() < 2 or t.shape[-1] != t.shape[-2]:
+        raise ValueError(f"{name} must have shape (..., D, D) (square matrices); got shape {tuple(t.shape)}")
+
+
+def check_positive(t: torch.Tensor, name: str, what: str = "variance") -> None:
+    """Raise ``ValueError`` unless every entry of ``t`` is finite and strictly positive."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    if not bool((t > 0).all()):
+        worst = float(t.min())
+        raise ValueError(f"{name} must be a positive {what}; its smallest entry is {worst:g}")
+
+
+def check_probabilities(p: torch.Tensor, name: str, atol: float | None = None) -> None:
+    """Raise ``ValueError`` unless the last dimension of ``p`` is a probability vector."""
+    if p.dim() == 0:
+        raise ValueError(f"{name} must have shape (..., K) (probability vectors); got a scalar")
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    if bool((p < 0).any()):
+        raise ValueError(f"{name} must be non-negative; its smallest entry is {float(p.min()):g}")
+    if atol is None:
+        atol = 1e-5 if p.dtype == torch.float32 else 1e-10
+    total = p.sum(-1)
+    if not bool(torch.allclose(total, torch.ones_like(total), atol=atol, rtol=0)):
+        bad = float((total - 1).abs().max())
+        raise ValueError(f"{name} must sum to 1 over its last dimension; the largest deviation is {bad:.3g}")
+
+
+def check_same_device(**tensors: torch.Tensor) -> None:
+    """Raise ``ValueError`` when the named tensors do not all live on one device."""
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"{name} on {dev}" for name, dev in devices.items())
+        raise ValueError(f"all tensors must be on the same device; got {listing}. Move them with .to(device).")
+
+
+def broadcast_batch(**tensors: torch.Tensor) -> torch.Size:
+    """Return the broadcast shape of the named tensors, or raise ``ValueError`` naming them."""
+    try:
+        return torch.broadcast_shapes(*(t.shape for t in tensors.values()))
+    except RuntimeError as err:
+        listing = ", ".join(f"{name} {tuple(t.shape)}" for name, t in tensors.items())
+        raise ValueError(f"shapes do not broadcast together: {listing}") from err
