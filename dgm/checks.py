@@ -223,15 +223,6 @@ def _kl_mc(ctx: _Ctx, fn: Callable, expected: Any) -> None:
         z = mq + torch.exp(0.5 * lq) * eps
         ratio = gaussian_log_prob(z, mq, lq) - gaussian_log_prob(z, mp, lp)
         true_se = ratio.std(0) / math.sqrt(S)
-        se_d = se.detach().to(torch.float64)
-        if not bool((se_d > 0).all()):
-            ctx.fail(f"{where}: the standard error must be positive")
-        rel = se_d / true_se
-        if not bool(((rel > 0.8) & (rel < 1.25)).all()):
-            msg = f"{where}: the standard error is off by a factor of about {float(rel.median()):.3g}"
-            if not ctx.hidden:
-                msg += " (it should be the sample standard deviation of log q - log p divided by sqrt(S))"
-            ctx.fail(msg)
         z_score = (est.detach().to(torch.float64) - exact) / true_se
         if not bool((z_score.abs() < 6).all()):
             msg = (f"{where}: the estimate is {float(z_score.abs().max()):.1f} standard errors from the exact KL; "
@@ -241,6 +232,15 @@ def _kl_mc(ctx: _Ctx, fn: Callable, expected: Any) -> None:
                 msg += "\n  (are you sampling z from q, and averaging log q(z) - log p(z)?)"
             ctx.fail(msg)
 
+        se_d = se.detach().to(torch.float64)
+        if not bool((se_d > 0).all()):
+            ctx.fail(f"{where}: the standard error must be positive")
+        rel = se_d / true_se
+        if not bool(((rel > 0.8) & (rel < 1.25)).all()):
+            msg = f"{where}: the standard error is off by a factor of about {float(rel.median()):.3g}"
+            if not ctx.hidden:
+                msg += " (it should be the sample standard deviation of log q - log p divided by sqrt(S))"
+            ctx.fail(msg)
     if not ctx.hidden:
         args = [torch.tensor([0.0, 1.0]), torch.tensor([0.0, -1.0]), torch.tensor([1.0, 0.0]),
                 torch.tensor([0.5, 0.0])]
