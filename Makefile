@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Build the website into _build/html (chapters executed, cached in _build/.jupyter_cache).
 book: env
-	$(PY) -m dgm.sitebuild
+	$(PY) book/build.py
 
 # Every test: library, chapters, exercises, grading, the built site.
 test: env
