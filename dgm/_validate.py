@@ -16,10 +16,13 @@ __all__ = [
     "check_min_ndim",
     "check_last_dim",
     "check_square",
+    "check_symmetric",
     "check_positive",
     "check_probabilities",
     "check_same_device",
     "broadcast_batch",
+    "broadcast_batch_shapes",
+    "promote_float",
 ]
 
 
@@ -70,6 +73,19 @@ def check_square(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must have shape (..., D, D) (square matrices); got shape {tuple(t.shape)}")
 
 
+def check_symmetric(t: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``t`` equals its transpose (up to rounding).
+
+    Cholesky reads only the lower triangle, so an asymmetric "covariance" would otherwise be
+    accepted silently and give a wrong answer.
+    """
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    if not bool(torch.allclose(t, t.transpose(-1, -2), rtol=1e-5, atol=1e-8)):
+        bad = float((t - t.transpose(-1, -2)).abs().max())
+        raise ValueError(f"{name} must be symmetric; it differs from its transpose by up to {bad:.3g}")
+
+
 def check_positive(t: torch.Tensor, name: str, what: str = "variance") -> None:
     """Raise ``ValueError`` unless every entry of ``t`` is finite and strictly positive."""
     if not bool(torch.isfinite(t).all()):
@@ -110,3 +126,27 @@ def broadcast_batch(**tensors: torch.Tensor) -> torch.Size:
     except RuntimeError as err:
         listing = ", ".join(f"{name} {tuple(t.shape)}" for name, t in tensors.items())
         raise ValueError(f"shapes do not broadcast together: {listing}") from err
+
+
+def broadcast_batch_shapes(**shapes: tuple[int, ...]) -> torch.Size:
+    """Return the broadcast of the named batch shapes, or raise ``ValueError`` naming them.
+
+    Use it when the batch dimensions are a prefix, e.g. ``mean=m.shape[:-1], cov=c.shape[:-2]``.
+    """
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError as err:
+        listing = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"batch shapes do not broadcast together: {listing}") from err
+
+
+def promote_float(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Cast floating tensors to their common dtype, as torch's arithmetic would (float32 with float64 gives float64).
+
+    Element-wise arithmetic promotes by itself; matrix products and solves do not, so functions
+    that use them call this first. The result's dtype then follows the inputs either way.
+    """
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t if t.dtype == dtype else t.to(dtype) for t in tensors)

@@ -17,7 +17,10 @@ def default_device() -> torch.device:
     """
     name = os.environ.get("DGM_DEVICE")
     if name:
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise ValueError(f"DGM_DEVICE={name!r} is not a device torch knows; use e.g. 'cpu' or 'cuda'") from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"DGM_DEVICE={name!r} asks for CUDA, but torch.cuda.is_available() is False")
         return device

@@ -14,10 +14,13 @@ import torch
 from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
+    broadcast_batch_shapes,
     check_last_dim,
     check_min_ndim,
     check_same_device,
     check_square,
+    check_symmetric,
+    promote_float,
 )
 
 __all__ = [
@@ -75,6 +78,9 @@ def mvn_log_prob(x, mean, cov) -> torch.Tensor:
     check_last_dim(cov, "cov", D, f"(..., {D}, {D})")
     check_same_device(x=x, mean=mean, cov=cov)
     broadcast_batch(x=x, mean=mean)
+    broadcast_batch_shapes(x=x.shape[:-1], mean=mean.shape[:-1], cov=cov.shape[:-2])
+    check_symmetric(cov, "cov")
+    x, mean, cov = promote_float(x, mean, cov)
     L, info = torch.linalg.cholesky_ex(cov)
     if bool((info != 0).any()):
         raise ValueError("cov must be symmetric positive definite; its Cholesky factorisation failed")
@@ -127,6 +133,8 @@ def gaussian_rsample(mean, logvar, *, noise=None, generator: torch.Generator | N
     logvar = as_float_tensor(logvar, "logvar", like=mean)
     check_same_device(mean=mean, logvar=logvar)
     shape = broadcast_batch(mean=mean, logvar=logvar)
+    if not bool(torch.isfinite(logvar).all()):
+        raise ValueError("logvar must be finite (it is a log-variance); it contains NaN or infinity")
     if noise is None:
         noise = torch.randn(shape, dtype=mean.dtype, device=mean.device, generator=generator)
     else:

@@ -20,12 +20,15 @@ import torch
 from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
+    broadcast_batch_shapes,
     check_last_dim,
     check_min_ndim,
     check_positive,
     check_probabilities,
     check_same_device,
     check_square,
+    check_symmetric,
+    promote_float,
 )
 
 __all__ = [
@@ -97,8 +100,6 @@ def _full_args(mean, cov, mean_name, cov_name, like=None):
     check_min_ndim(mean, mean_name, 1, "(..., D)")
     check_square(cov, cov_name)
     check_last_dim(cov, cov_name, mean.shape[-1], f"(..., {mean.shape[-1]}, {mean.shape[-1]})")
-    if not bool(torch.allclose(cov, cov.transpose(-1, -2), rtol=1e-5, atol=1e-8)):
-        raise ValueError(f"{cov_name} must be symmetric; it differs from its transpose")
     return mean, cov
 
 
@@ -121,11 +122,16 @@ def gaussian_kl_full(mean_q, cov_q, mean_p, cov_p) -> torch.Tensor:
     mean_q, cov_q = _full_args(mean_q, cov_q, "mean_q", "cov_q")
     mean_p, cov_p = _full_args(mean_p, cov_p, "mean_p", "cov_p", like=mean_q)
     check_same_device(mean_q=mean_q, cov_q=cov_q, mean_p=mean_p, cov_p=cov_p)
+    check_symmetric(cov_q, "cov_q")
+    check_symmetric(cov_p, "cov_p")
     if mean_q.shape[-1] != mean_p.shape[-1]:
         raise ValueError(
             f"mean_q and mean_p must have the same event size D; got {mean_q.shape[-1]} and {mean_p.shape[-1]}"
         )
-    broadcast_batch(mean_q=mean_q, mean_p=mean_p)
+    broadcast_batch_shapes(
+        mean_q=mean_q.shape[:-1], cov_q=cov_q.shape[:-2], mean_p=mean_p.shape[:-1], cov_p=cov_p.shape[:-2]
+    )
+    mean_q, cov_q, mean_p, cov_p = promote_float(mean_q, cov_q, mean_p, cov_p)
     L_q = _cholesky(cov_q, "cov_q")
     L_p = _cholesky(cov_p, "cov_p")
     D = mean_q.shape[-1]
@@ -171,6 +177,7 @@ def gaussian_entropy_full(cov) -> torch.Tensor:
     """
     cov = as_float_tensor(cov, "cov")
     check_square(cov, "cov")
+    check_symmetric(cov, "cov")
     L = _cholesky(cov, "cov")
     D = cov.shape[-1]
     return 0.5 * (D * _LOG_2PI_E + 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1))
@@ -208,9 +215,9 @@ def categorical_cross_entropy(p, q) -> torch.Tensor:
     """
     p = as_float_tensor(p, "p")
     q = as_float_tensor(q, "q", like=p)
+    check_same_device(p=p, q=q)
     check_probabilities(p, "p")
     check_probabilities(q, "q")
-    check_same_device(p=p, q=q)
     broadcast_batch(p=p, q=q)
     return -_xlogy(p, q).sum(-1)
 
@@ -228,9 +235,9 @@ def categorical_kl(p, q) -> torch.Tensor:
     """
     p = as_float_tensor(p, "p")
     q = as_float_tensor(q, "q", like=p)
+    check_same_device(p=p, q=q)
     check_probabilities(p, "p")
     check_probabilities(q, "q")
-    check_same_device(p=p, q=q)
     broadcast_batch(p=p, q=q)
     return (_xlogy(p, p) - _xlogy(p, q)).sum(-1)
 

@@ -20,11 +20,14 @@ import torch
 
 from dgm._validate import (
     as_float_tensor,
+    broadcast_batch_shapes,
     check_last_dim,
     check_min_ndim,
     check_positive,
     check_same_device,
     check_square,
+    check_symmetric,
+    promote_float,
 )
 from dgm.distributions import gaussian_log_prob, mvn_log_prob
 from dgm.divergences import gaussian_kl_full
@@ -45,7 +48,7 @@ def _params(W, b, sigma2):
         raise ValueError(f"sigma2 must be a scalar (one noise variance); got shape {tuple(sigma2.shape)}")
     check_positive(sigma2, "sigma2")
     check_same_device(W=W, b=b, sigma2=sigma2)
-    return W, b, sigma2
+    return promote_float(W, b, sigma2)
 
 
 def _data(x, W):
@@ -75,6 +78,7 @@ def log_marginal(x, W, b, sigma2) -> torch.Tensor:
     """
     W, b, sigma2 = _params(W, b, sigma2)
     x = _data(x, W)
+    x, W, b, sigma2 = promote_float(x, W, b, sigma2)
     mean, cov = marginal(W, b, sigma2)
     return mvn_log_prob(x, mean, cov)
 
@@ -95,6 +99,8 @@ def log_joint(x, z, W, b, sigma2) -> torch.Tensor:
     check_min_ndim(z, "z", 1, "(..., K)")
     check_last_dim(z, "z", W.shape[1], f"(..., {W.shape[1]})")
     check_same_device(z=z, W=W)
+    broadcast_batch_shapes(x=x.shape[:-1], z=z.shape[:-1])
+    x, z, W, b, sigma2 = promote_float(x, z, W, b, sigma2)
     zeros = torch.zeros((), dtype=W.dtype, device=W.device)
     log_prior = gaussian_log_prob(z, zeros.expand(z.shape[-1:]), zeros.expand(z.shape[-1:]))
     mean_x = z @ W.T + b
@@ -116,6 +122,7 @@ def posterior(x, W, b, sigma2) -> tuple[torch.Tensor, torch.Tensor]:
     """
     W, b, sigma2 = _params(W, b, sigma2)
     x = _data(x, W)
+    x, W, b, sigma2 = promote_float(x, W, b, sigma2)
     K = W.shape[1]
     precision = torch.eye(K, dtype=W.dtype, device=W.device) + W.T @ W / sigma2
     cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
@@ -155,6 +162,11 @@ def elbo(x, q_mean, q_cov, W, b, sigma2) -> torch.Tensor:
     check_square(q_cov, "q_cov")
     check_last_dim(q_cov, "q_cov", K, f"(..., {K}, {K})")
     check_same_device(q_mean=q_mean, q_cov=q_cov, W=W)
+    broadcast_batch_shapes(x=x.shape[:-1], q_mean=q_mean.shape[:-1], q_cov=q_cov.shape[:-2])
+    check_symmetric(q_cov, "q_cov")
+    if bool((torch.linalg.cholesky_ex(q_cov).info != 0).any()):
+        raise ValueError("q_cov must be symmetric positive definite; its Cholesky factorisation failed")
+    x, q_mean, q_cov, W, b, sigma2 = promote_float(x, q_mean, q_cov, W, b, sigma2)
     residual = x - q_mean @ W.T - b
     trace = torch.einsum("dk,...kl,dl->...", W, q_cov, W)
     expected_log_lik = -0.5 * D * torch.log(2 * math.pi * sigma2) - (residual.pow(2).sum(-1) + trace) / (2 * sigma2)

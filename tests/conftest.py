@@ -1,0 +1,54 @@
+"""Shared fixtures of the test suite.
+
+Seed policy
+-----------
+* Every random test draws from an explicit, seeded ``torch.Generator`` (the ``generator``
+  fixture, or ``torch.Generator().manual_seed(...)`` with the seed written in the test), never
+  from torch's global RNG, so a failure reproduces exactly.
+* A Monte Carlo estimate is compared with its closed form within ``k`` standard errors, and
+  ``k`` is stated next to the check. With ``k = 5`` a correct implementation fails one check
+  with probability about 5.7e-7 (two-sided normal tail; the CLT holds well for the sample sizes
+  used), so the suite can run thousands of such checks without a spurious failure, while a
+  wrong constant (a missing 1/2, a swapped argument) moves the estimate by many SE.
+* Tolerances for deterministic comparisons depend on dtype: ~1e-10 relative in float64,
+  ~1e-5 in float32 (see ``TOL``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+SEED = 20240611
+
+#: rtol/atol for comparing two deterministic routes to the same number, by dtype.
+TOL = {
+    torch.float64: {"rtol": 1e-10, "atol": 1e-10},
+    torch.float32: {"rtol": 1e-5, "atol": 1e-5},
+}
+
+#: the number of standard errors a Monte Carlo estimate may deviate (false-failure < 1e-6).
+K_SE = 5.0
+
+
+def available_devices() -> list:
+    """``["cpu"]`` plus ``"cuda"`` (marked ``cuda``) when a CUDA device is present."""
+    devices: list = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append(pytest.param("cuda", marks=pytest.mark.cuda))
+    return devices
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A CPU generator seeded with ``SEED``: a fresh one for every test."""
+    return torch.Generator().manual_seed(SEED)
+
+
+@pytest.fixture(params=available_devices())
+def device(request) -> torch.device:
+    """Runs the test on the CPU and, where present, on CUDA."""
+    return torch.device(request.param)
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; torch.cuda.is_available() is False")

@@ -1,0 +1,138 @@
+"""Tests of dgm._validate, the shared input checks (each helper raises the documented error)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dgm._validate import (
+    as_float_tensor,
+    broadcast_batch,
+    broadcast_batch_shapes,
+    check_last_dim,
+    check_min_ndim,
+    check_positive,
+    check_probabilities,
+    check_same_device,
+    check_square,
+    check_symmetric,
+    promote_float,
+)
+
+
+def test_as_float_tensor_keeps_float_tensors_as_they_are():
+    t = torch.zeros(3, dtype=torch.float64)
+    assert as_float_tensor(t, "t") is t
+    t32 = torch.zeros(3)
+    assert as_float_tensor(t32, "t", like=t) is t32  # tensors are not cast to like's dtype
+
+
+def test_as_float_tensor_converts_numbers_lists_and_arrays():
+    assert as_float_tensor(1.5, "a").dtype == torch.get_default_dtype()
+    like = torch.zeros(1, dtype=torch.float64)
+    out = as_float_tensor([1, 2], "a", like=like)
+    assert out.dtype == torch.float64 and out.tolist() == [1.0, 2.0]
+    assert as_float_tensor(np.arange(3), "a", like=like).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (torch.zeros(2, dtype=torch.int64), "a must be a floating-point tensor.*int64.*a.double"),
+        (torch.zeros(2, dtype=torch.bool), "a must be a floating-point tensor"),
+        ("1.0", "a must be a tensor or a number; got str"),
+        (None, "got NoneType"),
+        ([[1, 2], [3]], "a must be a tensor or array-like of numbers"),
+    ],
+)
+def test_as_float_tensor_rejects_non_float_values(value, match):
+    with pytest.raises(TypeError, match=match):
+        as_float_tensor(value, "a")
+
+
+def test_shape_checks():
+    t = torch.zeros(2, 3)
+    check_min_ndim(t, "t", 2, "(B, D)")
+    with pytest.raises(ValueError, match=r"t must have shape \(B, D, E\) \(at least 3 dimension\(s\)\); got shape \(2, 3\)"):
+        check_min_ndim(t, "t", 3, "(B, D, E)")
+    check_last_dim(t, "t", 3, "(..., 3)")
+    with pytest.raises(ValueError, match="last dimension 4; got shape"):
+        check_last_dim(t, "t", 4, "(..., 4)")
+    with pytest.raises(ValueError, match="last dimension 1; got shape"):
+        check_last_dim(torch.tensor(1.0), "t", 1, "(..., 1)")
+    check_square(torch.zeros(5, 2, 2), "m")
+    for bad in (torch.zeros(2, 3), torch.zeros(3)):
+        with pytest.raises(ValueError, match="m must have shape"):
+            check_square(bad, "m")
+
+
+def test_check_symmetric():
+    check_symmetric(torch.eye(3), "c")
+    check_symmetric(torch.tensor([[1.0, 0.3], [0.3 + 1e-9, 1.0]], dtype=torch.float64), "c")  # rounding is fine
+    with pytest.raises(ValueError, match="c must be symmetric; it differs from its transpose by up to 0.5"):
+        check_symmetric(torch.tensor([[1.0, 0.5], [0.0, 1.0]]), "c")
+    with pytest.raises(ValueError, match="c must be finite"):
+        check_symmetric(torch.tensor([[float("nan"), 0.0], [0.0, 1.0]]), "c")
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(0.0, "smallest entry is 0"), (-2.0, "smallest entry is -2"), (float("nan"), "finite"), (float("inf"), "finite")],
+)
+def test_check_positive(value, match):
+    check_positive(torch.tensor([1.0, 2.0]), "s")
+    with pytest.raises(ValueError, match=f"s must be .*{match}"):
+        check_positive(torch.tensor([1.0, value]), "s")
+
+
+def test_check_probabilities_tolerance_depends_on_dtype():
+    p32 = torch.tensor([0.5, 0.5 + 1e-6])
+    check_probabilities(p32, "p")  # float32 rounding is tolerated
+    with pytest.raises(ValueError, match="p must sum to 1 over its last dimension"):
+        check_probabilities(p32.double(), "p")
+    with pytest.raises(ValueError, match="p must be non-negative"):
+        check_probabilities(torch.tensor([1.1, -0.1]), "p")
+    with pytest.raises(ValueError, match="p must be finite"):
+        check_probabilities(torch.tensor([float("nan"), 1.0]), "p")
+    with pytest.raises(ValueError, match="got a scalar"):
+        check_probabilities(torch.tensor(1.0), "p")
+
+
+def test_check_same_device_names_each_tensor():
+    check_same_device(a=torch.zeros(1), b=torch.zeros(1))
+    with pytest.raises(ValueError, match="a on cpu, b on meta"):
+        check_same_device(a=torch.zeros(1), b=torch.zeros(1, device="meta"))
+
+
+def test_broadcast_helpers():
+    assert broadcast_batch(a=torch.zeros(3, 1), b=torch.zeros(4)) == (3, 4)
+    with pytest.raises(ValueError, match=r"shapes do not broadcast together: a \(3,\), b \(4,\)"):
+        broadcast_batch(a=torch.zeros(3), b=torch.zeros(4))
+    assert broadcast_batch_shapes(a=(2, 1), b=(5,)) == (2, 5)
+    with pytest.raises(ValueError, match=r"batch shapes do not broadcast together: a \(2,\), b \(5,\)"):
+        broadcast_batch_shapes(a=(2,), b=(5,))
+
+
+def test_promote_float():
+    a, b = promote_float(torch.zeros(1), torch.zeros(1, dtype=torch.float64))
+    assert a.dtype == b.dtype == torch.float64
+    c, d = promote_float(torch.zeros(1), torch.zeros(1))
+    assert c.dtype == d.dtype == torch.float32
+
+
+def test_checks_survive_python_dash_O():
+    """The checks are not asserts: under ``python -O`` a bad input still raises."""
+    code = (
+        "import torch; from dgm.divergences import gaussian_kl\n"
+        "try:\n"
+        "    gaussian_kl(torch.zeros(3), torch.zeros(3), torch.zeros(4), torch.zeros(3))\n"
+        "except ValueError as e:\n"
+        "    print('raised', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "raised shapes do not broadcast" in out.stdout
