@@ -1,0 +1,122 @@
+"""The book's chapters: the table of contents is sound, and every chapter runs within its budget.
+
+Chapters are MyST markdown notebooks (book/<stem>.md); the slow test executes each one the way
+the website build does (a fresh python3 kernel, cwd = book/) and times it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+CHAPTER_BUDGET_S = 120  # per chapter, on a 2-core CPU (issue 2, "Budgets")
+NUMBERED_CHAPTER = re.compile(r"^book/(\d\d-[a-z0-9-]+)$")
+# Numbered chapters whose exercise is not written yet. Keep it empty unless a chapter really
+# ships before its exercise; chapter 1's is exercises/01-elbo/01-elbo.ipynb.
+CHAPTERS_WITHOUT_EXERCISE: set[str] = set()
+
+
+def toc_documents() -> list[str]:
+    """Every document of _toc.yml (root first), as written there: e.g. ``book/01-elbo``."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    found = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return found
+
+
+def source_of(document: str) -> Path:
+    """The source file of a toc entry (``book/01-elbo`` -> ``book/01-elbo.md``)."""
+    for suffix in (".md", ".ipynb"):
+        path = ROOT / (document + suffix)
+        if path.is_file():
+            return path
+    return ROOT / (document + ".md")
+
+
+def is_notebook(path: Path) -> bool:
+    """True for a MyST markdown notebook (jupytext front matter with a kernelspec) or an .ipynb."""
+    if path.suffix == ".ipynb":
+        return True
+    text = path.read_text(encoding="utf-8")
+    front = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    return bool(front) and "kernelspec" in (yaml.safe_load(front.group(1)) or {})
+
+
+def numbered_chapters() -> list[str]:
+    """Stems of the numbered chapters in the toc, e.g. ``["01-elbo"]``."""
+    return [m.group(1) for doc in toc_documents() if (m := NUMBERED_CHAPTER.match(doc))]
+
+
+def test_toc_lists_only_files_that_exist():
+    documents = toc_documents()
+    assert documents[0] == "book/intro", "the book opens with book/intro.md"
+    missing = [doc for doc in documents if not source_of(doc).is_file()]
+    assert not missing, f"_toc.yml lists documents with no book/<name>.md or .ipynb: {missing}"
+    assert len(set(documents)) == len(documents), "a document is listed twice in _toc.yml"
+
+
+def test_toc_pages_are_book_pages():
+    for doc in toc_documents():
+        assert doc.startswith("book/"), f"{doc}: only files under book/ may become pages"
+
+
+@pytest.mark.parametrize("stem", numbered_chapters())
+def test_chapter_is_a_myst_notebook(stem):
+    path = BOOK / f"{stem}.md"
+    assert path.is_file(), f"chapters are MyST markdown notebooks: expected {path.relative_to(ROOT)}"
+    assert is_notebook(path), f"{path.name} needs jupytext front matter with a python3 kernelspec"
+
+
+@pytest.mark.parametrize("stem", numbered_chapters())
+def test_chapter_has_its_exercise(stem):
+    if stem in CHAPTERS_WITHOUT_EXERCISE:
+        pytest.skip(f"{stem} has no exercise yet")
+    notebook = ROOT / "exercises" / stem / f"{stem}.ipynb"
+    assert notebook.is_file(), (
+        f"chapter {stem} needs its exercise at {notebook.relative_to(ROOT)} "
+        f"(generated from solutions/{stem}/{stem}.ipynb by `make release`)"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "document", [doc for doc in toc_documents() if source_of(doc).is_file() and is_notebook(source_of(doc))]
+)
+def test_chapter_executes_within_budget(document):
+    import jupytext
+    from nbclient import NotebookClient
+
+    path = source_of(document)
+    notebook = jupytext.read(path)
+    client = NotebookClient(
+        notebook,
+        timeout=300,  # per cell, as in _config.yml
+        kernel_name="python3",
+        resources={"metadata": {"path": str(BOOK)}},
+        allow_errors=False,
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError, naming the cell, if a cell fails
+    seconds = time.perf_counter() - start
+    print(f"{path.relative_to(ROOT)} executed in {seconds:.1f} s")
+    assert seconds < CHAPTER_BUDGET_S, (
+        f"{path.relative_to(ROOT)} took {seconds:.0f} s to execute on this machine; "
+        f"the budget is {CHAPTER_BUDGET_S} s per chapter"
+    )
