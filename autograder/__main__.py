@@ -1,0 +1,101 @@
+"""Command line of the grader: ``python -m autograder {release,check-release,grade,validate,make-samples}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder import nbgrader_config as cfg
+from autograder.course import REPO_ROOT
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    p.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("release", help="regenerate exercises/<a>/ from solutions/<a>/ (all when none given)")
+    r.add_argument("assignment", nargs="*")
+
+    c = sub.add_parser("check-release", help="exit 1 when exercises/ differs from a fresh release")
+    c.add_argument("assignment", nargs="*")
+
+    g = sub.add_parser("grade", help="grade a folder of submissions")
+    g.add_argument("dir", type=Path, help="<student_id>.ipynb files, or <student_id>/<a>/<a>.ipynb")
+    g.add_argument("--assignment", default=None, help="assignment id (default: the only one)")
+    g.add_argument("--out", type=Path, default=None, help="report folder (default: autograder/reports)")
+    g.add_argument("--timeout-per-cell", type=int, default=cfg.CELL_TIMEOUT_S, metavar="S")
+    g.add_argument("--notebook-budget", type=int, default=cfg.NOTEBOOK_BUDGET_S, metavar="S")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    v = sub.add_parser("validate", help="run a notebook's tests, print pass/fail per test; exit 1 on failure")
+    v.add_argument("notebook", type=Path)
+    v.add_argument("--timeout-per-cell", type=int, default=cfg.CELL_TIMEOUT_S, metavar="S")
+
+    m = sub.add_parser("make-samples", help="regenerate autograder/samples/ from the release and solution")
+    m.add_argument("--check", action="store_true", help="exit 1 when the committed samples are stale")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = args.root.resolve()
+    if args.command == "release":
+        from autograder.release import ReleaseError, release
+
+        try:
+            done = release(root, args.assignment or None)
+        except ReleaseError as err:
+            print(f"release failed: {err}", file=sys.stderr)
+            return 2
+        for a in done:
+            print(f"released {cfg.RELEASE_DIR}/{a}/{a}.ipynb")
+        return 0
+    if args.command == "check-release":
+        from autograder.release import ReleaseError, stale_release_files
+
+        try:
+            stale = stale_release_files(root, args.assignment or None)
+        except ReleaseError as err:
+            print(f"check-release failed: {err}", file=sys.stderr)
+            return 2
+        if stale:
+            print("exercises/ is not what nbgrader generates from solutions/ — run `make release`:")
+            for name in stale:
+                print(f"  {name}")
+            return 1
+        print("exercises/ is up to date with solutions/")
+        return 0
+    if args.command == "grade":
+        from autograder.grade import GradingError, grade_folder
+
+        try:
+            run = grade_folder(args.dir, args.assignment, args.out, cell_timeout=args.timeout_per_cell,
+                               notebook_budget=args.notebook_budget, root=root,
+                               progress=not args.no_progress)
+        except GradingError as err:
+            print(f"grading failed: {err}", file=sys.stderr)
+            return 2
+        print(run.summary)
+        return 0
+    if args.command == "validate":
+        from autograder.validate import validate_notebook
+
+        return validate_notebook(args.notebook, cell_timeout=args.timeout_per_cell)
+    if args.command == "make-samples":
+        from autograder.samples import make_samples, stale_samples
+
+        if args.check:
+            stale = stale_samples(root)
+            for name in stale:
+                print(f"stale: {name}")
+            return 1 if stale else 0
+        for path in make_samples(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

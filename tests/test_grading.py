@@ -1,0 +1,178 @@
+"""The grading command, end to end, against the real assignment.
+
+Most checks read one grading run (the session fixture ``batch``): the solution-filled notebook,
+the untouched release, every mutant in ``autograder/mutants/``, a corrupt file and two students
+with awkward names, graded together so nbgrader's start-up is paid once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.__main__ import main
+from autograder.course import REPO_ROOT, release_notebook
+from autograder.grade import GradingError, discover, grade_folder, sanitise_student_id
+from autograder.samples import (ASSIGNMENT, SAMPLES_DIR, filled_release, load_mutants, solution_answers,
+                                stale_samples)
+
+MUTANTS = load_mutants()
+#: grading time per notebook (issue 2's budget), measured over the whole batch
+PER_NOTEBOOK_BUDGET_S = 15.0
+
+
+def _rows(csv_path: Path) -> dict[str, dict[str, str]]:
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory):
+    """One grading run over every kind of submission; returns (run, rows by student id, out dir)."""
+    root = tmp_path_factory.mktemp("batch")
+    subs = root / "submissions"
+    subs.mkdir()
+    answers = solution_answers()
+    nbformat.write(filled_release(answers), subs / "solution.ipynb")
+    for m in MUTANTS:
+        nbformat.write(filled_release({**answers, m.grade_id: m.source}), subs / f"{m.name}.ipynb")
+    # the untouched release, in nbgrader's submitted layout, under a student id with a space
+    nested = subs / "untouched release" / ASSIGNMENT
+    nested.mkdir(parents=True)
+    shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), nested / f"{ASSIGNMENT}.ipynb")
+    # a corrupt file under a name that tries to leave its folder
+    text = (subs / "solution.ipynb").read_text(encoding="utf-8")
+    (subs / "..\\evil.ipynb").write_text(text[: len(text) // 3], encoding="utf-8")
+    out = root / "reports"
+    run = grade_folder(subs, ASSIGNMENT, out, progress=False)
+    return run, _rows(out / "grades.csv"), out
+
+
+def _task_scores(run, row) -> dict[str, float]:
+    return {t.name: float(row[t.name]) for t in run.tasks if not t.manual}
+
+
+@pytest.mark.slow
+def test_solution_gets_full_automatic_marks(batch):
+    run, rows, _ = batch
+    row = rows["solution"]
+    assert row["status"] == "graded", row["reason"]
+    assert float(row["total"]) == float(row["max_total"]) > 0
+    for t in run.tasks:
+        if not t.manual:
+            assert float(row[t.name]) == t.max_points, f"{t.name}: {row[t.name]} of {t.max_points}"
+
+
+@pytest.mark.slow
+def test_untouched_release_gets_zero(batch):
+    run, rows, _ = batch
+    row = rows["untouched_release"]
+    assert row["status"] == "graded", row["reason"]
+    assert float(row["total"]) == 0, {k: v for k, v in row.items() if v not in ("", "0")}
+    manual = [t.name for t in run.tasks if t.manual]
+    assert all(row[name] == "0" for name in manual), "an unanswered manual task scores 0 automatically"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_loses_marks_on_its_task_only(batch, mutant):
+    run, rows, _ = batch
+    row = rows[mutant.name]
+    assert row["status"] == "graded", row["reason"]
+    scores = _task_scores(run, row)
+    maxima = {t.name: t.max_points for t in run.tasks if not t.manual}
+    assert mutant.grade_id in scores, f"{mutant.grade_id} is not an auto-graded task"
+    assert scores[mutant.grade_id] < maxima[mutant.grade_id], f"{mutant.name} ({mutant.mistake}) kept full marks"
+    others = {k: v for k, v in scores.items() if k != mutant.grade_id and v != maxima[k]}
+    assert not others, f"{mutant.name} also lost marks on {others}"
+
+
+def test_every_autograded_task_has_a_mutant():
+    from autograder.course import source_notebook
+    from autograder.grade import tasks_of
+
+    tasks = {t.name for t in tasks_of(source_notebook(REPO_ROOT, ASSIGNMENT)) if not t.manual}
+    covered = {m.grade_id for m in MUTANTS}
+    assert tasks <= covered, f"tasks without a mutant: {sorted(tasks - covered)}"
+    assert sum(m.grade_id == "kl_derivation_steps" for m in MUTANTS) >= 2
+
+
+@pytest.mark.slow
+def test_corrupt_notebook_is_reported_and_others_graded(batch):
+    run, rows, out = batch
+    row = rows["evil"]
+    assert row["status"] == "invalid"
+    assert "not valid JSON" in row["reason"]
+    assert row["total"] == "0"
+    assert (out / "feedback" / "evil.html").is_file()
+    assert sum(r["status"] == "graded" for r in rows.values()) == len(rows) - 1
+
+
+@pytest.mark.slow
+def test_student_ids_cannot_leave_their_folder(batch):
+    run, rows, out = batch
+    assert "untouched_release" in rows and "evil" in rows
+    for path in out.rglob("*"):
+        assert out in path.resolve().parents
+    assert not (out.parent / "evil.html").exists()
+    names = {p.stem for p in (out / "feedback").iterdir()}
+    assert names == set(rows)
+
+
+def test_sanitise_student_id():
+    taken: set[str] = set()
+    assert sanitise_student_id("../evil", taken) == "evil"
+    assert sanitise_student_id("..", taken) == "student"
+    assert sanitise_student_id("a b/c", taken) == "a_b_c"
+    assert sanitise_student_id("evil", taken) == "evil-2"
+    assert sanitise_student_id(".hidden", taken) == "hidden"
+
+
+@pytest.mark.slow
+def test_grading_time_per_notebook(batch):
+    run, rows, _ = batch
+    executed = [s for s in run.submissions if s.seconds > 0]
+    per_notebook = run.seconds / len(executed)
+    print(f"\n{len(executed)} notebooks run in {run.seconds:.1f} s: {per_notebook:.1f} s per notebook "
+          f"(slowest run {max(s.seconds for s in executed):.1f} s)")
+    assert per_notebook <= PER_NOTEBOOK_BUDGET_S
+
+
+def test_samples_are_up_to_date():
+    assert stale_samples(REPO_ROOT) == [], "run `python -m autograder make-samples`"
+
+
+@pytest.mark.slow
+def test_samples_grade_out_of_the_box_and_regrading_is_identical(tmp_path):
+    outputs = []
+    for n in (1, 2):
+        out = tmp_path / f"run{n}"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(["grade", str(REPO_ROOT / SAMPLES_DIR), "--out", str(out), "--no-progress"])
+        assert code == 0
+        outputs.append((out / "grades.csv").read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1]
+    summary = printed.getvalue()
+    for word in ("gaussian_kl_diag", "TOTAL", "invalid 1", "grades.csv"):
+        assert word in summary
+    rows = _rows(tmp_path / "run2" / "grades.csv")
+    assert rows["alice"]["total"] == rows["alice"]["max_total"]
+    assert rows["carol"]["status"] == "invalid"
+    assert 0 < float(rows["bob"]["total"]) < float(rows["bob"]["max_total"])
+    assert float(rows["bob"]["mixture_responsibilities"]) == 0
+
+
+def test_grading_itself_failing_exits_nonzero(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "nope")]) == 2
+    assert main(["grade", str(tmp_path)]) == 2
+    assert "no notebooks" in capsys.readouterr().err
+    with pytest.raises(GradingError):
+        discover(tmp_path / "nope", ASSIGNMENT)
+    assert main(["grade", str(tmp_path), "--assignment", "no-such-assignment"]) == 2
