@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Tools the course shells out to (jupyter-book, nbgrader's alembic) come from the venv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: env book test test-fast release grade clean
 

@@ -6,6 +6,9 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.distributions` — log-densities and reparameterised sampling;
 * :mod:`dgm.linear_gaussian` — the tractable latent model of Chapter 1;
 * :mod:`dgm.mixtures` — discrete-latent (mixture) models;
+* :mod:`dgm.diffusion` — DDPM: schedules, forward process, posterior, sampling, losses, VLB (Chapter 7);
+* :mod:`dgm.gan` — GAN losses, optimal discriminator, f-divergences, Wasserstein (Chapter 5);
+* :mod:`dgm.nets` — small networks shared by chapters;
 * :mod:`dgm.classifiers` — logistic regression and naive Bayes (Chapter 1);
 * :mod:`dgm.data` — datasets that ship with packages, and MNIST from a local path;
 * :mod:`dgm.plotting` — figures shared by several chapters;
