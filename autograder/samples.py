@@ -2,7 +2,7 @@
 
 * :func:`solution_answers` — every answer cell of the solution with its ``### BEGIN/END SOLUTION``
   lines removed: what a student who gets everything right would have typed.
-* :func:`load_mutants` — ``autograder/mutants/<grade_id>__<slip>.py``: a module docstring naming the
+* :func:`load_mutants` — ``autograder/mutants/<assignment>/<grade_id>__<slip>.py``: a module docstring naming the
   mistake and the ``grade_id`` it replaces, then the full source of that answer cell.
 * :func:`filled_release` — the release notebook with some answer cells replaced: how every sample
   and every mutant submission in the tests is made, so they stay in step with ``solutions/``.
@@ -58,10 +58,11 @@ class Mutant:
     source: str      # the cell source (the file without its docstring)
 
 
-def load_mutants(folder: Path = MUTANTS_DIR) -> list[Mutant]:
-    """Every mutant in ``folder``, sorted by name; raises ValueError on a malformed file."""
+def load_mutants(assignment: str = ASSIGNMENT, folder: Path = MUTANTS_DIR) -> list[Mutant]:
+    """Every mutant of ``assignment`` (``folder/<assignment>/*.py``), sorted by name; raises
+    ValueError on a malformed file."""
     mutants = []
-    for path in sorted(Path(folder).glob("*.py")):
+    for path in sorted((Path(folder) / assignment).glob("*.py")):
         text = path.read_text(encoding="utf-8")
         module = ast.parse(text)
         doc = ast.get_docstring(module)
@@ -96,7 +97,7 @@ def filled_release(answers: dict[str, str], root: Path = REPO_ROOT,
 def sample_texts(root: Path = REPO_ROOT, assignment: str = ASSIGNMENT) -> dict[str, str]:
     """File name → contents of every sample submission."""
     answers = solution_answers(root, assignment)
-    mutants = {m.name: m for m in load_mutants(Path(root) / "autograder" / "mutants")}
+    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "autograder" / "mutants")}
     alice = nbformat.writes(filled_release(answers, root, assignment))
     bob_answers = {gid: answers[gid] for gid in BOB_RIGHT}
     bob_answers[mutants[BOB_MUTANT].grade_id] = mutants[BOB_MUTANT].source

@@ -23,7 +23,6 @@ from dgm._validate import (
     broadcast_batch_shapes,
     check_last_dim,
     check_min_ndim,
-    check_positive,
     check_probabilities,
     check_same_device,
     check_square,

@@ -23,6 +23,16 @@ from dgm.distributions import gaussian_log_prob
 SUITES = ("visible", "hidden")
 
 
+@pytest.fixture(autouse=True)
+def allow_reference_calls(request, monkeypatch):
+    """Most tests build right and wrong answers from dgm's references, which the exercise forbids;
+    lift that rule except in the tests of the rule itself (marked ``forbid_rule``)."""
+    if "forbid_rule" not in request.keywords:
+        import dgm.checks.ch01 as ch01
+
+        monkeypatch.setattr(ch01, "FORBIDDEN", ())
+
+
 def kl_mc(mq, lq, mp, lp, S, generator, *, from_p=False, se_scale=1.0):
     """A Monte Carlo KL written for these tests (sampling and averaging done by hand)."""
     shape = torch.broadcast_shapes(mq.shape, lq.shape)
@@ -292,3 +302,97 @@ def test_visible_suite_is_deterministic():
     seen.clear()
     check("kl_monte_carlo", spy)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, seen))
+
+
+# --- the rule against calling the reference implementations -----------------------------------
+
+import dgm  # noqa: E402  (module-level name the rule must see through)
+
+
+@pytest.mark.forbid_rule
+@pytest.mark.parametrize("suite", SUITES)
+def test_calling_the_reference_implementation_fails(suite):
+    _fails("gaussian_kl_diag", dv.gaussian_kl, suite, "dgm.divergences")
+
+
+@pytest.mark.forbid_rule
+def test_reference_under_another_name_or_attribute_path_fails():
+    alias = dv.gaussian_kl
+
+    def via_closure(mq, lq, mp, lp):
+        return alias(mq, lq, mp, lp)
+
+    def via_attributes(mq, lq, mp, lp):
+        return dgm.divergences.gaussian_kl(mq, lq, mp, lp)
+
+    def via_torch_distributions(mq, lq, mp, lp):
+        q = torch.distributions.Normal(mq, torch.exp(0.5 * lq))
+        p = torch.distributions.Normal(mp, torch.exp(0.5 * lp))
+        return torch.distributions.kl_divergence(q, p).sum(-1)
+
+    def helper(x, W, b, s2):
+        return lg.posterior(x, W, b, s2)
+
+    def via_helper(x, W, b, s2):
+        return helper(x, W, b, s2)
+
+    _fails("gaussian_kl_diag", via_closure, match="dgm.divergences")
+    _fails("gaussian_kl_diag", via_attributes, match="dgm.divergences")
+    _fails("gaussian_kl_diag", via_torch_distributions, match="torch.distributions")
+    _fails("lg_posterior", via_helper, match="dgm.linear_gaussian")
+
+
+@pytest.mark.forbid_rule
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_solution_notebooks_answers_pass_under_the_rule(suite):
+    """The model answers (taken from solutions/, markers stripped) pass every check with the rule on."""
+    import nbformat
+
+    from autograder.course import REPO_ROOT, source_notebook
+    from autograder.samples import solution_answers
+
+    nb = nbformat.read(source_notebook(REPO_ROOT, "01-elbo"), as_version=4)
+    code_cells = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    namespace: dict = {}
+    exec("import math\nimport sympy as sp\nimport torch\n"  # noqa: S102 - our own solution source
+         "from dgm.checks import check, derivation_report, kl_derivation_start, kl_symbols\n"
+         "from dgm.distributions import gaussian_log_prob\n", namespace)
+    for grade_id, source in solution_answers().items():
+        if grade_id not in code_cells:
+            continue
+        if "derivation_report" in source:
+            source = source.replace("derivation_report(KL_STEPS)", "")
+        exec(source, namespace)  # noqa: S102
+    for task, name in (("gaussian_kl_diag", "gaussian_kl_diag"), ("kl_monte_carlo", "kl_monte_carlo_gaussian"),
+                       ("lg_posterior", "linear_gaussian_posterior"), ("lg_elbo", "linear_gaussian_elbo"),
+                       ("mixture_responsibilities", "mixture_responsibilities"),
+                       ("kl_derivation_steps", "KL_STEPS")):
+        check(task, namespace[name], suite=suite)
+
+
+def test_derivation_that_skips_the_work_fails():
+    steps = kl_steps()
+    _fails("kl_derivation_steps", [steps[0], steps[0], steps[-1]], match="repeats")
+    _fails("kl_derivation_steps", [steps[0], steps[-1], steps[-1]], match="repeats")
+    _fails("kl_derivation_steps", [steps[0], sp.expand(steps[-1]), steps[-1]], match="still contain an integral")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_monte_carlo_returning_the_closed_form_fails(suite):
+    def closed(mq, lq, mp, lp, S, gen):
+        est, se = kl_mc(mq, lq, mp, lp, S, gen)
+        return dv.gaussian_kl(mq, lq, mp, lp), se
+    _fails("kl_monte_carlo", closed, suite, "different seeds gave identical estimates")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_monte_carlo_variance_for_standard_deviation_fails(suite):
+    def var_se(mq, lq, mp, lp, S, gen):
+        est, se = kl_mc(mq, lq, mp, lp, S, gen)
+        return est, se ** 2 * math.sqrt(S)
+    _fails("kl_monte_carlo", var_se, suite, "standard error is off")
+
+
+def test_monte_carlo_wrong_dtype_fails():
+    _fails("kl_monte_carlo", lambda *a: tuple(t.float() for t in kl_mc(*a)), match="dtype")

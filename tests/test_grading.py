@@ -1,8 +1,9 @@
-"""The grading command, end to end, against the real assignment.
+"""The grading command, end to end, against every real assignment.
 
-Most checks read one grading run (the session fixture ``batch``): the solution-filled notebook,
-the untouched release, every mutant in ``autograder/mutants/``, a corrupt file and two students
-with awkward names, graded together so nbgrader's start-up is paid once.
+Most checks read one grading run per assignment (``batch(assignment)``, cached for the session):
+the solution-filled notebook, the untouched release, every mutant in
+``autograder/mutants/<assignment>/``, a corrupt file and two students with awkward names, graded
+together so nbgrader's start-up is paid once per assignment.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import nbformat
 import pytest
 
 from autograder.__main__ import main
-from autograder.course import REPO_ROOT, release_notebook
+from autograder.course import REPO_ROOT, assignments, release_notebook
 from autograder.grade import GradingError, discover, grade_folder, sanitise_student_id
 from autograder.samples import (ASSIGNMENT, SAMPLES_DIR, filled_release, load_mutants, solution_answers,
                                 stale_samples)
 
-MUTANTS = load_mutants()
+ASSIGNMENTS = assignments(REPO_ROOT)
+MUTANTS = [(a, m) for a in ASSIGNMENTS for m in load_mutants(a)]
 #: grading time per notebook (issue 2's budget), measured over the whole batch
 PER_NOTEBOOK_BUDGET_S = 15.0
 
@@ -34,23 +36,35 @@ def _rows(csv_path: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def batch(tmp_path_factory):
-    """One grading run over every kind of submission; returns (run, rows by student id, out dir)."""
-    root = tmp_path_factory.mktemp("batch")
+    """``batch(assignment)``: one grading run over every kind of submission of that assignment,
+    made on first use; returns (run, rows by student id, out dir)."""
+    runs: dict[str, tuple] = {}
+
+    def run_for(assignment: str):
+        if assignment not in runs:
+            runs[assignment] = _grade_batch(tmp_path_factory.mktemp(f"batch-{assignment}"), assignment)
+        return runs[assignment]
+    return run_for
+
+
+def _grade_batch(root: Path, assignment: str):
     subs = root / "submissions"
     subs.mkdir()
-    answers = solution_answers()
-    nbformat.write(filled_release(answers), subs / "solution.ipynb")
-    for m in MUTANTS:
-        nbformat.write(filled_release({**answers, m.grade_id: m.source}), subs / f"{m.name}.ipynb")
+    answers = solution_answers(REPO_ROOT, assignment)
+    nbformat.write(filled_release(answers, REPO_ROOT, assignment), subs / "solution.ipynb")
+    for a, m in MUTANTS:
+        if a == assignment:
+            nbformat.write(filled_release({**answers, m.grade_id: m.source}, REPO_ROOT, assignment),
+                           subs / f"{m.name}.ipynb")
     # the untouched release, in nbgrader's submitted layout, under a student id with a space
-    nested = subs / "untouched release" / ASSIGNMENT
+    nested = subs / "untouched release" / assignment
     nested.mkdir(parents=True)
-    shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), nested / f"{ASSIGNMENT}.ipynb")
+    shutil.copyfile(release_notebook(REPO_ROOT, assignment), nested / f"{assignment}.ipynb")
     # a corrupt file under a name that tries to leave its folder
     text = (subs / "solution.ipynb").read_text(encoding="utf-8")
     (subs / "..\\evil.ipynb").write_text(text[: len(text) // 3], encoding="utf-8")
     out = root / "reports"
-    run = grade_folder(subs, ASSIGNMENT, out, progress=False)
+    run = grade_folder(subs, assignment, out, progress=False)
     return run, _rows(out / "grades.csv"), out
 
 
@@ -59,8 +73,9 @@ def _task_scores(run, row) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_solution_gets_full_automatic_marks(batch):
-    run, rows, _ = batch
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_gets_full_automatic_marks(batch, assignment):
+    run, rows, _ = batch(assignment)
     row = rows["solution"]
     assert row["status"] == "graded", row["reason"]
     assert float(row["total"]) == float(row["max_total"]) > 0
@@ -70,8 +85,9 @@ def test_solution_gets_full_automatic_marks(batch):
 
 
 @pytest.mark.slow
-def test_untouched_release_gets_zero(batch):
-    run, rows, _ = batch
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_untouched_release_gets_zero(batch, assignment):
+    run, rows, _ = batch(assignment)
     row = rows["untouched_release"]
     assert row["status"] == "graded", row["reason"]
     assert float(row["total"]) == 0, {k: v for k, v in row.items() if v not in ("", "0")}
@@ -80,9 +96,9 @@ def test_untouched_release_gets_zero(batch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_mutant_loses_marks_on_its_task_only(batch, mutant):
-    run, rows, _ = batch
+@pytest.mark.parametrize(("assignment", "mutant"), MUTANTS, ids=[f"{a}:{m.name}" for a, m in MUTANTS])
+def test_mutant_loses_marks_on_its_task_only(batch, assignment, mutant):
+    run, rows, _ = batch(assignment)
     row = rows[mutant.name]
     assert row["status"] == "graded", row["reason"]
     scores = _task_scores(run, row)
@@ -93,19 +109,24 @@ def test_mutant_loses_marks_on_its_task_only(batch, mutant):
     assert not others, f"{mutant.name} also lost marks on {others}"
 
 
-def test_every_autograded_task_has_a_mutant():
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_autograded_task_has_a_mutant(assignment):
     from autograder.course import source_notebook
     from autograder.grade import tasks_of
 
-    tasks = {t.name for t in tasks_of(source_notebook(REPO_ROOT, ASSIGNMENT)) if not t.manual}
-    covered = {m.grade_id for m in MUTANTS}
+    tasks = {t.name for t in tasks_of(source_notebook(REPO_ROOT, assignment)) if not t.manual}
+    covered = {m.grade_id for a, m in MUTANTS if a == assignment}
     assert tasks <= covered, f"tasks without a mutant: {sorted(tasks - covered)}"
-    assert sum(m.grade_id == "kl_derivation_steps" for m in MUTANTS) >= 2
+
+
+def test_the_step_checked_derivation_has_two_mutants():
+    assert sum(m.grade_id == "kl_derivation_steps" for a, m in MUTANTS if a == "01-elbo") >= 2
 
 
 @pytest.mark.slow
-def test_corrupt_notebook_is_reported_and_others_graded(batch):
-    run, rows, out = batch
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_corrupt_notebook_is_reported_and_others_graded(batch, assignment):
+    run, rows, out = batch(assignment)
     row = rows["evil"]
     assert row["status"] == "invalid"
     assert "not valid JSON" in row["reason"]
@@ -115,8 +136,9 @@ def test_corrupt_notebook_is_reported_and_others_graded(batch):
 
 
 @pytest.mark.slow
-def test_student_ids_cannot_leave_their_folder(batch):
-    run, rows, out = batch
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_ids_cannot_leave_their_folder(batch, assignment):
+    run, rows, out = batch(assignment)
     assert "untouched_release" in rows and "evil" in rows
     for path in out.rglob("*"):
         assert out in path.resolve().parents
@@ -135,8 +157,9 @@ def test_sanitise_student_id():
 
 
 @pytest.mark.slow
-def test_grading_time_per_notebook(batch):
-    run, rows, _ = batch
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_grading_time_per_notebook(batch, assignment):
+    run, rows, _ = batch(assignment)
     executed = [s for s in run.submissions if s.seconds > 0]
     per_notebook = run.seconds / len(executed)
     print(f"\n{len(executed)} notebooks run in {run.seconds:.1f} s: {per_notebook:.1f} s per notebook "

@@ -1,0 +1,314 @@
+"""Checks of Exercise 1 (Chapter 1: divergences, likelihood and the ELBO)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from dgm.checks._core import (
+    Ctx,
+    call,
+    concept,
+    describe,
+    expect_derivation,
+    expect_pair,
+    expect_same_gradients,
+    expect_tensor,
+    forbid_calls,
+    random_points,
+    short,
+    task,
+)
+
+__all__ = ["kl_symbols", "kl_derivation_start"]
+
+#: what Exercise 1's answers may not call: the reference implementations they re-build
+FORBIDDEN = ("dgm.divergences", "dgm.linear_gaussian", "dgm.mixtures", "torch.distributions")
+
+
+@task("gaussian_kl_diag")
+def _kl_diag(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.divergences import gaussian_kl as ref
+
+    def compare(args, where, rtol=1e-6, atol=1e-8):
+        got = call(ctx, fn, *args, where=where)
+        want = ref(*args)
+        hints = [("the arguments of q and p are swapped (KL is not symmetric)", ref(args[2], args[3], args[0], args[1])),
+                 ("the factor 1/2 is missing", 2 * want),
+                 ("variances are used where log-variances are given", _kl_var_slip(*args))]
+        expect_tensor(ctx, got, want, "the KL", where, rtol=rtol, atol=atol, hints=hints)
+
+    if not ctx.hidden:
+        mq = torch.tensor([[0.0, 1.0, -0.5]], dtype=torch.float64)
+        lq = torch.tensor([[0.0, -1.0, 0.5]], dtype=torch.float64)
+        mp = torch.tensor([[0.5, 0.0, 0.0]], dtype=torch.float64)
+        lp = torch.tensor([[0.3, 0.0, -0.2]], dtype=torch.float64)
+        compare([mq, lq, mp, lp], "example 1 (shape (1, 3))")
+        compare([mq, lq, mq, lq], "KL(q || q) must be 0")
+        compare([mq.expand(4, 3), lq.expand(4, 3), mp, lp], "a batch of 4 against one p (broadcasting)")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-4, 1e-5))):
+        B, D = 5, 7
+        args = [ctx.randn(B, D, dtype=dtype), ctx.uniform(-2, 2, B, D, dtype=dtype),
+                ctx.randn(B, D, dtype=dtype), ctx.uniform(-2, 2, B, D, dtype=dtype)]
+        compare(args, f"random batch ({describe(args[0])})", *tol)
+    args = [ctx.randn(3, 4, 2), ctx.uniform(-1, 1, 3, 4, 2), torch.zeros(2, dtype=torch.float64),
+            torch.zeros(2, dtype=torch.float64)]
+    compare(args, "batch (3, 4) against a standard-normal prior of shape (2,)")
+    args = [ctx.randn(6, 1), ctx.uniform(-8, 8, 6, 1), ctx.randn(6, 1), ctx.uniform(-8, 8, 6, 1)]
+    compare(args, "very small and very large variances (log-variances in [-8, 8])")
+    args = [ctx.randn(4, 3), ctx.uniform(-1, 1, 4, 3), ctx.randn(4, 3), ctx.uniform(-1, 1, 4, 3)]
+    expect_same_gradients(ctx, fn, ref, args, wrt=(0, 1, 2, 3), where="gradients")
+
+
+def _kl_var_slip(mq, lq, mp, lp):
+    """KL computed by someone who treats the log-variance arguments as variances."""
+    vq, vp = lq.abs() + 1e-12, lp.abs() + 1e-12
+    return 0.5 * (torch.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1).sum(-1)
+
+
+@task("kl_monte_carlo")
+def _kl_mc(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.distributions import gaussian_log_prob
+    from dgm.divergences import gaussian_kl
+
+    def run(args, S, where):
+        mq, lq, mp, lp = args
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))
+        out = call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed), where=where)
+        est, se = expect_pair(ctx, out, where)
+        batch = torch.broadcast_shapes(mq.shape, lq.shape, mp.shape, lp.shape)[:-1]
+        for name, t in (("estimate", est), ("standard_error", se)):
+            if type(t) is not torch.Tensor:  # noqa: E721
+                ctx.fail(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.shape != batch:
+                ctx.fail(f"{where}: {name} has shape {tuple(t.shape)}, expected the batch shape {tuple(batch)}")
+            if t.dtype != mq.dtype:
+                ctx.fail(f"{where}: {name} has dtype {t.dtype}, expected {mq.dtype} (keep the inputs' dtype)")
+            if not bool(torch.isfinite(t).all()):
+                ctx.fail(f"{where}: {name} contains NaN or infinity")
+        again = call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed), where=where)
+        if not (isinstance(again, tuple) and len(again) == 2 and torch.equal(again[0], est)):
+            ctx.fail(f"{where}: two calls with identically seeded generators gave different estimates — "
+                     "draw every random number with the `generator` argument")
+        other = call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed + 7919), where=where)
+        if isinstance(other, tuple) and len(other) == 2 and torch.equal(other[0], est):
+            ctx.fail(f"{where}: generators with different seeds gave identical estimates — the estimate must "
+                     "come from samples drawn with the `generator` argument (not a fixed seed or a closed form)")
+        mq, lq, mp, lp = (a.double() for a in (mq, lq, mp, lp))
+        exact = gaussian_kl(mq, lq, mp, lp)
+        # The true standard error, sd_q[log q - log p] / sqrt(S), from a large independent sample.
+        ref_gen = torch.Generator().manual_seed(seed + 1)
+        eps = torch.randn((20000, *torch.broadcast_shapes(mq.shape, lq.shape)), generator=ref_gen,
+                          dtype=mq.dtype)
+        z = mq + torch.exp(0.5 * lq) * eps
+        ratio = gaussian_log_prob(z, mq, lq) - gaussian_log_prob(z, mp, lp)
+        true_se = ratio.std(0) / math.sqrt(S)
+        z_score = (est.detach().to(torch.float64) - exact) / true_se
+        if not bool((z_score.abs() < 6).all()):
+            msg = (f"{where}: the estimate is {float(z_score.abs().max()):.1f} standard errors from the exact KL; "
+                   "an unbiased estimator is within 6 SE with probability > 0.999999")
+            if not ctx.hidden:
+                msg += f"\n  exact {short(exact)}\n  got   {short(est.detach())}"
+                msg += "\n  (are you sampling z from q, and averaging log q(z) - log p(z)?)"
+            ctx.fail(msg)
+
+        se_d = se.detach().to(torch.float64)
+        if not bool((se_d > 0).all()):
+            ctx.fail(f"{where}: the standard error must be positive")
+        rel = se_d / true_se
+        if not bool(((rel > 0.8) & (rel < 1.25)).all()):
+            msg = f"{where}: the standard error is off by a factor of about {float(rel.median()):.3g}"
+            if not ctx.hidden:
+                msg += " (it should be the sample standard deviation of log q - log p divided by sqrt(S))"
+            ctx.fail(msg)
+    if not ctx.hidden:
+        # sd of log q - log p is about 7.6 here, so a variance in place of the standard deviation shows
+        args = [torch.tensor([0.0, 2.0]), torch.tensor([0.5, 0.0]), torch.tensor([1.5, -1.0]),
+                torch.tensor([-1.0, -0.5])]
+        run([a.double() for a in args], 20000, "example (D = 2, S = 20000)")
+        batch = [torch.stack([a, a + 0.25, a - 0.25]).double() for a in args]
+        run(batch, 5000, "a batch of 3 distributions (shape (3, 2), S = 5000)")
+        return
+    args = [ctx.randn(3, 4), ctx.uniform(-1, 1, 3, 4), ctx.randn(3, 4), ctx.uniform(-1, 1, 3, 4)]
+    run(args, 20000, "random batch of 3 (D = 4)")
+    args = [ctx.randn(2, 5, 2), ctx.uniform(-1, 1, 2, 5, 2), torch.zeros(2, dtype=torch.float64),
+            torch.zeros(2, dtype=torch.float64)]
+    run(args, 5000, "batch (2, 5) against a standard-normal p")
+    args = [ctx.randn(4, 3, dtype=torch.float32), ctx.uniform(-1, 1, 4, 3, dtype=torch.float32),
+            ctx.randn(4, 3, dtype=torch.float32), ctx.uniform(-1, 1, 4, 3, dtype=torch.float32)]
+    run(args, 20000, "random batch in float32")
+
+
+def _lg_params(ctx: Ctx, D: int, K: int, dtype=torch.float64):
+    W = ctx.randn(D, K, dtype=dtype)
+    b = ctx.randn(D, dtype=dtype)
+    sigma2 = ctx.uniform(0.2, 1.5, dtype=dtype).reshape(())
+    return W, b, sigma2
+
+
+@task("lg_posterior")
+def _lg_posterior(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.linear_gaussian import posterior as ref
+
+    def compare(x, W, b, s2, where, rtol=1e-6, atol=1e-8):
+        out = call(ctx, fn, x, W, b, s2, where=where)
+        mean, cov = expect_pair(ctx, out, where)
+        want_mean, want_cov = ref(x, W, b, s2)
+        K = W.shape[1]
+        eye = torch.eye(K, dtype=W.dtype)
+        wrong_cov = torch.linalg.inv(W.T @ W / s2)  if K <= W.shape[0] else want_cov
+        expect_tensor(ctx, cov, want_cov, "the posterior covariance", where, rtol, atol,
+                hints=[("the identity (from the prior) is left out of the precision", wrong_cov),
+                       ("the precision is returned instead of the covariance", eye + W.T @ W / s2)])
+        expect_tensor(ctx, mean, want_mean, "the posterior mean", where, rtol, atol,
+                hints=[("the covariance factor S is left out of the mean", (x - b) @ W / s2)])
+
+    if not ctx.hidden:
+        W = torch.tensor([[1.0, 0.0], [0.5, 1.0], [0.0, -1.0]], dtype=torch.float64)
+        b = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+        s2 = torch.tensor(0.5, dtype=torch.float64)
+        x = torch.tensor([[1.0, 2.0, -1.0]], dtype=torch.float64)
+        compare(x, W, b, s2, "example (D = 3, K = 2, one observation)")
+        compare(torch.stack([x[0], -x[0], torch.zeros(3, dtype=torch.float64)]), W, b, s2, "a batch of 3")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-4, 1e-5))):
+        W, b, s2 = _lg_params(ctx, 6, 3, dtype)
+        compare(ctx.randn(7, 6, dtype=dtype), W, b, s2, f"random model D = 6, K = 3 ({dtype})", *tol)
+    W, b, s2 = _lg_params(ctx, 4, 2)
+    compare(ctx.randn(2, 3, 4), W, b, s2, "batch shape (2, 3)")
+    W, b, s2 = _lg_params(ctx, 2, 1)
+    compare(ctx.randn(5, 2), W, b, s2, "a scalar latent (K = 1)")
+
+
+@task("lg_elbo")
+def _lg_elbo(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.linear_gaussian import elbo as ref, log_marginal, posterior
+
+    def spd(K, *batch, dtype=torch.float64):
+        A = ctx.randn(*batch, K, K, dtype=dtype)
+        return A @ A.transpose(-1, -2) / K + 0.5 * torch.eye(K, dtype=dtype)
+
+    def compare(x, m, S, W, b, s2, where, rtol=1e-6, atol=1e-8):
+        got = call(ctx, fn, x, m, S, W, b, s2, where=where)
+        want = ref(x, m, S, W, b, s2)
+        no_trace = want + torch.einsum("dk,...kl,dl->...", W, S, W) / (2 * s2)
+        expect_tensor(ctx, got, want, "the ELBO", where, rtol, atol,
+                hints=[("the trace term tr(W S W^T) / (2 sigma^2) is left out", no_trace)])
+
+    if not ctx.hidden:
+        W = torch.tensor([[1.0, 0.0], [0.5, 1.0], [0.0, -1.0]], dtype=torch.float64)
+        b = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+        s2 = torch.tensor(0.5, dtype=torch.float64)
+        x = torch.tensor([[1.0, 2.0, -1.0]], dtype=torch.float64)
+        m = torch.tensor([[0.2, -0.4]], dtype=torch.float64)
+        S = torch.tensor([[0.6, 0.1], [0.1, 0.3]], dtype=torch.float64)
+        compare(x, m, S, W, b, s2, "example (D = 3, K = 2)")
+        pm, pS = posterior(x, W, b, s2)
+        got = call(ctx, fn, x, pm, pS, W, b, s2, where="q = exact posterior")
+        expect_tensor(ctx, got, log_marginal(x, W, b, s2), "ELBO(q = p(z|x))", "with q equal to the exact posterior "
+                "the ELBO must equal log p(x)")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-4, 1e-4))):
+        W, b, s2 = _lg_params(ctx, 5, 3, dtype)
+        compare(ctx.randn(6, 5, dtype=dtype), ctx.randn(6, 3, dtype=dtype), spd(3, 6, dtype=dtype), W, b, s2,
+                f"random batch ({dtype})", *tol)
+    W, b, s2 = _lg_params(ctx, 4, 2)
+    compare(ctx.randn(2, 3, 4), ctx.randn(2, 3, 2), spd(2), W, b, s2, "batch (2, 3) with one shared q_cov")
+    args = [ctx.randn(3, 4), ctx.randn(3, 2), spd(2, 3), W, b, s2]
+    expect_same_gradients(ctx, fn, ref, args, wrt=(1, 2), where="gradients with respect to q_mean and q_cov")
+
+
+@task("mixture_responsibilities")
+def _mixture_resp(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.mixtures import posterior as ref
+
+    def compare(x, w, m, lv, where, rtol=1e-6, atol=1e-8):
+        got = call(ctx, fn, x, w, m, lv, where=where)
+        want = ref(x, w, m, lv)
+        expect_tensor(ctx, got, want, "the responsibilities", where, rtol, atol,
+                hints=[("the mixture weights are ignored", ref(x, torch.full_like(w, 1 / w.numel()), m, lv))])
+
+    if not ctx.hidden:
+        w = torch.tensor([0.3, 0.7], dtype=torch.float64)
+        m = torch.tensor([[0.0, 0.0], [2.0, 1.0]], dtype=torch.float64)
+        lv = torch.tensor([[0.0, 0.0], [-0.5, 0.5]], dtype=torch.float64)
+        x = torch.tensor([[1.0, 0.5], [0.0, 0.0], [3.0, 1.0]], dtype=torch.float64)
+        compare(x, w, m, lv, "example (K = 2, D = 2, three points)")
+        compare(torch.tensor([[40.0, -30.0]], dtype=torch.float64), w, m, lv,
+                "a point far from both components (work in log space: logsumexp)")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-4, 1e-5))):
+        K, D = 4, 3
+        w = torch.softmax(ctx.randn(K), 0).to(dtype)
+        m, lv = 2 * ctx.randn(K, D, dtype=dtype), ctx.uniform(-1, 1, K, D, dtype=dtype)
+        compare(3 * ctx.randn(10, D, dtype=dtype), w, m, lv, f"random mixture ({dtype})", *tol)
+    w = torch.softmax(ctx.randn(3), 0)
+    m, lv = ctx.randn(3, 2), ctx.uniform(-1, 1, 3, 2)
+    compare(ctx.randn(2, 4, 2), w, m, lv, "batch shape (2, 4)")
+    compare(1e3 * ctx.randn(5, 2), w, m, lv, "points very far from every component")
+    compare(ctx.randn(5, 2), torch.tensor([1e-12, 0.5 - 5e-13, 0.5 - 5e-13], dtype=torch.float64), m, lv,
+            "a component with weight 1e-12")
+
+
+# --------------------------------------------------------------------------------------------
+# Concept checks (the answers live in the hidden test cells, not here)
+# --------------------------------------------------------------------------------------------
+
+concept("concept_vae_sampling", (True, False))
+concept("concept_kl_asymmetry", ("a", "b", "c", "d"))
+concept("concept_two_image_elbo", ("a", "b", "c", "d"))
+
+
+# --------------------------------------------------------------------------------------------
+# Step-checked derivation: KL between two 1-D Gaussians
+# --------------------------------------------------------------------------------------------
+
+
+def kl_symbols() -> tuple:
+    """The symbols of the KL derivation: ``(z, mu_q, mu_p, sigma_q, sigma_p)``."""
+    import sympy as sp
+
+    return (sp.Symbol("z", real=True), sp.Symbol("mu_q", real=True), sp.Symbol("mu_p", real=True),
+            sp.Symbol("sigma_q", positive=True), sp.Symbol("sigma_p", positive=True))
+
+
+def kl_derivation_start():
+    r"""KL(q‖p) = ∫ q(z) [log q(z) − log p(z)] dz for q = N(μ_q, σ_q²), p = N(μ_p, σ_p²), in SymPy."""
+    import sympy as sp
+
+    z, mu_q, mu_p, sigma_q, sigma_p = kl_symbols()
+    q = sp.exp(-(z - mu_q) ** 2 / (2 * sigma_q ** 2)) / sp.sqrt(2 * sp.pi * sigma_q ** 2)
+    p = sp.exp(-(z - mu_p) ** 2 / (2 * sigma_p ** 2)) / sp.sqrt(2 * sp.pi * sigma_p ** 2)
+    return sp.Integral(q * (sp.log(q) - sp.log(p)), (z, -sp.oo, sp.oo))
+
+
+#: the point where ``derivation_report`` evaluates the steps of the KL derivation
+KL_REPORT_POINT = {"mu_q": 0.3, "mu_p": -0.7, "sigma_q": 1.3, "sigma_p": 0.8}
+
+
+def _kl_target(p) -> float:
+    from dgm.divergences import gaussian_kl
+
+    t = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
+    return float(gaussian_kl(t(p["mu_q"]), t(2 * math.log(p["sigma_q"])),
+                             t(p["mu_p"]), t(2 * math.log(p["sigma_p"]))))
+
+
+@task("kl_derivation_steps")
+def _kl_derivation(ctx: Ctx, steps: Any, expected: Any) -> None:
+    z, *params = kl_symbols()
+    if ctx.hidden:
+        points = random_points(ctx, {"mu_q": (-2, 2), "mu_p": (-2, 2), "sigma_q": (0.4, 2), "sigma_p": (0.4, 2)})
+    else:
+        points = [KL_REPORT_POINT, {"mu_q": -1.1, "mu_p": 0.4, "sigma_q": 0.6, "sigma_p": 1.7}]
+    expect_derivation(ctx, steps, start=kl_derivation_start(), symbols=(z, *params), points=points,
+                      target=_kl_target, start_name="kl_derivation_start() (the KL as an integral)", not_in_result=(z,))
