@@ -20,6 +20,8 @@ the answer is one of the allowed options.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +32,11 @@ from dgm.checks import ch01
 from dgm.checks._core import TASKS, VISIBLE_SEED, CheckFailed, Ctx
 from dgm.checks._core import derivation_report as _derivation_report
 from dgm.checks.ch01 import kl_derivation_start, kl_symbols
+
+# Every chapter's task module (dgm/checks/chNN.py) registers its tasks on import.
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name.startswith("ch"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["check", "CheckFailed", "TASKS", "derivation_report", "kl_derivation_start", "kl_symbols"]
 
