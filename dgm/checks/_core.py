@@ -96,7 +96,7 @@ def expect_tensor(ctx: Ctx, got: Any, expected: torch.Tensor, what: str, where: 
         ctx.fail(f"{where}: {what} contains NaN or infinity where the correct value is finite")
     if bool(torch.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)):
         return
-    message = f"{where}: {what} is wrong"
+    message = f"{where}: wrong value of {what}"
     for label, alt in hints:
         if alt.shape == got.shape and bool(torch.allclose(got, alt.to(got.dtype), rtol=rtol, atol=atol)):
             message += f" — it matches what you get if {label}"
