@@ -23,6 +23,8 @@ __all__ = [
     "broadcast_batch",
     "broadcast_batch_shapes",
     "promote_float",
+    "probability_pair",
+    "diagonal_gaussian_args",
 ]
 
 
@@ -150,3 +152,31 @@ def promote_float(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     return tuple(t if t.dtype == dtype else t.to(dtype) for t in tensors)
+
+
+def probability_pair(p, q, names: tuple[str, str] = ("p", "q")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two batches of categorical distributions ``(..., K)``: floating, one device,
+    probability vectors, broadcastable. Returns them as tensors."""
+    p_name, q_name = names
+    p = as_float_tensor(p, p_name)
+    q = as_float_tensor(q, q_name, like=p)
+    check_same_device(**{p_name: p, q_name: q})
+    check_probabilities(p, p_name)
+    check_probabilities(q, q_name)
+    broadcast_batch(**{p_name: p, q_name: q})
+    return p, q
+
+
+def diagonal_gaussian_args(x, mean, logvar) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate a point, a mean and a log-variance ``(..., D)`` of a diagonal Gaussian: floating,
+    at least 1-D, one device, broadcastable, finite log-variances. Returns them as tensors."""
+    x = as_float_tensor(x, "x")
+    mean = as_float_tensor(mean, "mean", like=x)
+    logvar = as_float_tensor(logvar, "logvar", like=x)
+    for name, t in (("x", x), ("mean", mean), ("logvar", logvar)):
+        check_min_ndim(t, name, 1, "(..., D)")
+    check_same_device(x=x, mean=mean, logvar=logvar)
+    broadcast_batch(x=x, mean=mean, logvar=logvar)
+    if not bool(torch.isfinite(logvar).all()):
+        raise ValueError("logvar must be finite (it is a log-variance); it contains NaN or infinity")
+    return x, mean, logvar

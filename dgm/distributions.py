@@ -20,6 +20,7 @@ from dgm._validate import (
     check_same_device,
     check_square,
     check_symmetric,
+    diagonal_gaussian_args,
     promote_float,
 )
 
@@ -44,15 +45,7 @@ def gaussian_log_prob(x, mean, logvar) -> torch.Tensor:
     Returns:
         ``(...)`` log-density in nats.
     """
-    x = as_float_tensor(x, "x")
-    mean = as_float_tensor(mean, "mean", like=x)
-    logvar = as_float_tensor(logvar, "logvar", like=x)
-    for name, t in (("x", x), ("mean", mean), ("logvar", logvar)):
-        check_min_ndim(t, name, 1, "(..., D)")
-    check_same_device(x=x, mean=mean, logvar=logvar)
-    broadcast_batch(x=x, mean=mean, logvar=logvar)
-    if not bool(torch.isfinite(logvar).all()):
-        raise ValueError("logvar must be finite (it is a log-variance); it contains NaN or infinity")
+    x, mean, logvar = diagonal_gaussian_args(x, mean, logvar)
     return -0.5 * (_LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).sum(-1)
 
 

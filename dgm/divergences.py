@@ -27,6 +27,7 @@ from dgm._validate import (
     check_same_device,
     check_square,
     check_symmetric,
+    probability_pair,
     promote_float,
 )
 
@@ -212,12 +213,7 @@ def categorical_cross_entropy(p, q) -> torch.Tensor:
     Returns:
         ``(...)`` cross-entropy in nats.
     """
-    p = as_float_tensor(p, "p")
-    q = as_float_tensor(q, "q", like=p)
-    check_same_device(p=p, q=q)
-    check_probabilities(p, "p")
-    check_probabilities(q, "q")
-    broadcast_batch(p=p, q=q)
+    p, q = probability_pair(p, q)
     return -_xlogy(p, q).sum(-1)
 
 
@@ -232,12 +228,7 @@ def categorical_kl(p, q) -> torch.Tensor:
     Returns:
         ``(...)`` KL divergence in nats, ``>= 0``.
     """
-    p = as_float_tensor(p, "p")
-    q = as_float_tensor(q, "q", like=p)
-    check_same_device(p=p, q=q)
-    check_probabilities(p, "p")
-    check_probabilities(q, "q")
-    broadcast_batch(p=p, q=q)
+    p, q = probability_pair(p, q)
     return (_xlogy(p, p) - _xlogy(p, q)).sum(-1)
 
 
