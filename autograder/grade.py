@@ -574,15 +574,47 @@ class GradingRun:
     summary: str
 
 
-def resolve_assignment(root: Path, assignment: str | None) -> str:
+def resolve_assignment(root: Path, assignment: str | None, folder: Path | None = None) -> str:
+    """The assignment to grade: the one named, the only one there is, or the one the submissions in
+    ``folder`` belong to (nbgrader's ``<student>/<a>/`` folders, or the answer cells' grade ids)."""
     known = assignments(root)
-    if assignment is None:
-        if len(known) != 1:
-            raise GradingError(f"say which assignment with --assignment (known: {', '.join(known) or 'none'})")
+    if assignment is not None:
+        if assignment not in known:
+            raise GradingError(f"unknown assignment {assignment!r} (known: {', '.join(known) or 'none'})")
+        return assignment
+    if len(known) == 1:
         return known[0]
-    if assignment not in known:
-        raise GradingError(f"unknown assignment {assignment!r} (known: {', '.join(known) or 'none'})")
-    return assignment
+    detected = _detect_assignment(root, known, folder) if folder is not None else set()
+    if len(detected) == 1:
+        return detected.pop()
+    why = (f"the submissions look like {', '.join(sorted(detected))}" if detected
+           else "the submissions do not say which")
+    raise GradingError(f"say which assignment with --assignment ({why}; known: {', '.join(known) or 'none'})")
+
+
+def _detect_assignment(root: Path, known: list[str], folder: Path) -> set[str]:
+    """Assignments the readable notebooks in ``folder`` belong to, by folder name or answer-cell ids."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GradingError(f"{folder} is not a folder of submissions")
+    if not any(p.suffix == ".ipynb" for p in folder.rglob("*.ipynb")):
+        raise GradingError(f"no notebooks in {folder}: expected <student_id>.ipynb files or "
+                           "<student_id>/<assignment>/<assignment>.ipynb")
+    answers = {a: answer_ids(source_notebook(root, a)) for a in known}
+    found: set[str] = set()
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            found |= {a for a in known if (entry / a / f"{a}.ipynb").is_file()}
+        elif entry.suffix == ".ipynb" and entry.is_file() and entry.stat().st_size <= MAX_NOTEBOOK_BYTES:
+            try:
+                nb = json.loads(entry.read_text(encoding="utf-8"))
+                ids = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.get("cells", [])}
+            except (OSError, ValueError, AttributeError, TypeError):
+                continue  # unreadable notebooks are reported later, as invalid
+            best = max(known, key=lambda a: len(answers[a] & ids))
+            if answers[best] & ids:
+                found.add(best)
+    return found
 
 
 def grade_folder(folder: Path, assignment: str | None = None, out: Path | None = None,
@@ -593,7 +625,7 @@ def grade_folder(folder: Path, assignment: str | None = None, out: Path | None =
 
     start = time.perf_counter()
     root = Path(root).resolve()
-    assignment = resolve_assignment(root, assignment)
+    assignment = resolve_assignment(root, assignment, Path(folder))
     out = Path(out) if out is not None else root / "autograder" / "reports"
     source = source_notebook(root, assignment)
     tasks = tasks_of(source)

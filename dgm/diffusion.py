@@ -38,7 +38,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they render on the static pages too (tqdm.auto would freeze a widget there)
 
 from dgm._validate import as_float_tensor, broadcast_batch, check_min_ndim, check_same_device
 from dgm.divergences import gaussian_kl
@@ -926,3 +926,73 @@ class GaussianDiffusion:
         x0 = torch.exp(log_w) @ d
         eps = (x - self._at("sqrt_alphas_cumprod", t, x) * x0) / self._at("sqrt_one_minus_alphas_cumprod", t, x)
         return eps.reshape(xt.shape).to(xt.dtype)
+
+    # ---- diffusion models as classifiers ----------------------------------------------------
+
+    def class_log_posterior(
+        self,
+        model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        x0,
+        num_classes: int,
+        noise=None,
+        generator: torch.Generator | None = None,
+        *,
+        variance: str = "beta",
+        weighted: bool = True,
+        log_prior=None,
+    ) -> torch.Tensor:
+        r"""log p_θ(y = c | x_0) ≈ log softmax_c(log π_c + ELBO_c(x_0)) for a class-conditional ε_θ(x_t, t, c).
+
+        Bayes' rule with each log p_θ(x_0 | c) replaced by its ELBO. Up to terms that do not depend on
+        the class (L_T, the constants C_t), −ELBO_c = Σ_{t=1}^T λ_t E_ε ‖ε − ε_θ(x_t, t, c)‖² (λ_t from
+        :meth:`vlb_weights`, the t = 1 term the continuous decoder's); it is estimated with one ε per
+        timestep and example, the *same* ε for every class, so the class comparison does not see the
+        Monte Carlo noise of x_t. ``weighted=False`` uses the unweighted score −(1/T) Σ_t ‖ε − ε_θ‖²
+        instead (the simple loss in place of the ELBO; Chapter 7 compares the two). Calls the model T
+        times on ``(C·B, …)`` inputs.
+
+        Args:
+            model: callable ``(x_t, t, y) -> ε̂`` with ``y`` an int64 ``(N,)`` tensor of labels.
+            x0: ``(B, …)`` data.
+            num_classes: C, the labels are 0..C−1.
+            noise: optional ``(T, B, …)``; ``noise[t − 1]`` is the ε that draws x_t (drawn with
+                ``generator`` otherwise).
+            generator: optional ``torch.Generator`` on ``x0``'s device.
+            variance: σ_t² in λ_t, ``"beta"`` or ``"beta_tilde"``.
+            weighted: λ_t-weighted (the ELBO) or unweighted (the simple loss).
+            log_prior: optional ``(C,)`` log class probabilities (uniform when omitted).
+
+        Returns:
+            ``(B, C)`` log posterior class probabilities (each row's exp sums to 1).
+        """
+        x0 = self._check_x(x0, "x0")
+        variance = self._check_variance(variance)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+        if noise is not None:
+            noise = as_float_tensor(noise, "noise", like=x0)
+            check_same_device(x0=x0, noise=noise)
+            if noise.shape != (self.T,) + tuple(x0.shape):
+                raise ValueError(
+                    f"noise must have shape (T, *x0.shape) = {(self.T,) + tuple(x0.shape)}; got {tuple(noise.shape)}"
+                )
+        if log_prior is None:
+            log_prior = torch.full((num_classes,), -math.log(num_classes), dtype=x0.dtype, device=x0.device)
+        else:
+            log_prior = as_float_tensor(log_prior, "log_prior", like=x0)
+            if log_prior.shape != (num_classes,):
+                raise ValueError(f"log_prior must have shape ({num_classes},); got {tuple(log_prior.shape)}")
+        B, C = x0.shape[0], num_classes
+        weights = self.vlb_weights(variance).tolist() if weighted else [1.0 / self.T] * self.T
+        labels = torch.arange(C, device=x0.device).repeat_interleave(B)  # class c for rows c·B … c·B + B − 1
+        x_rep = x0.repeat((C,) + (1,) * (x0.dim() - 1))
+        score = torch.zeros(C, B, dtype=x0.dtype, device=x0.device)
+        for t in range(1, self.T + 1):
+            eps = noise[t - 1] if noise is not None else torch.randn(
+                x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            eps_rep = eps.repeat((C,) + (1,) * (x0.dim() - 1))
+            xt = self._q_sample(x_rep, t, eps_rep)
+            t_model = torch.full((C * B,), t, dtype=torch.long, device=x0.device)
+            err = (eps_rep - model(xt, t_model, labels)).pow(2).flatten(1).sum(1)
+            score -= weights[t - 1] * err.reshape(C, B)
+        return torch.log_softmax(score.T + log_prior, dim=1)

@@ -27,7 +27,9 @@ Contents, in the order of the chapter:
 * disjoint supports and the Wasserstein distance: :func:`point_masses_divergences`,
   :func:`wasserstein1_1d`, :func:`wasserstein_critic_loss`, :func:`wasserstein_generator_loss`,
   :func:`clip_weights_`, :func:`gradient_penalty`;
-* InfoGAN: :func:`mutual_information_lower_bound`.
+* InfoGAN: :func:`mutual_information_lower_bound`;
+* mode collapse on a ring of Gaussians: :func:`train_gan`, :func:`ring_centres`,
+  :func:`mode_coverage`.
 
 Networks: build them with :func:`dgm.nets.mlp`.
 """
@@ -74,6 +76,10 @@ __all__ = [
     "clip_weights_",
     "gradient_penalty",
     "mutual_information_lower_bound",
+    "GanRun",
+    "ring_centres",
+    "mode_coverage",
+    "train_gan",
 ]
 
 _LOG_2 = math.log(2.0)
@@ -409,7 +415,7 @@ def train_discriminator(
     optimiser = torch.optim.Adam(params, lr=lr)
     iterator = range(steps)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(iterator, desc="discriminator")
     history: list[float] = []
@@ -871,3 +877,182 @@ def mutual_information_lower_bound(log_q_c_given_x, prior_probs) -> tuple[torch.
     check_probabilities(prior, "prior_probs")
     mean, se = monte_carlo_mean(log_q)
     return mean + categorical_entropy(prior), se
+
+
+# --------------------------------------------------------------------------------------------
+# Training a GAN on 2-D data and counting the modes it covers (Chapter 5, "Mode collapse")
+# --------------------------------------------------------------------------------------------
+
+
+class GanRun(NamedTuple):
+    """What :func:`train_gan` records.
+
+    Attributes:
+        steps: the generator steps at which snapshots were taken (a list of ints, 0 first).
+        samples: one ``(S, D)`` tensor of generator samples per snapshot (fixed noise, detached).
+        d_loss: the discriminator's (critic's) loss at each generator step, a list of floats.
+        g_loss: the generator's loss at each generator step, a list of floats.
+    """
+
+    steps: list
+    samples: list
+    d_loss: list
+    g_loss: list
+
+
+def ring_centres(num_modes: int = 8, radius: float = 2.0, *, dtype=torch.float32) -> torch.Tensor:
+    r"""The means radius·(cos 2πk/M, sin 2πk/M), k = 0..M-1, of :func:`dgm.data.ring_of_gaussians`.
+
+    Returns:
+        ``(M, 2)`` the mode centres.
+    """
+    num_modes = _positive_int(num_modes, "num_modes")
+    radius = _positive_number(radius, "radius")
+    angle = 2 * math.pi * torch.arange(num_modes, dtype=torch.float64) / num_modes
+    return (radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)).to(dtype)
+
+
+def mode_coverage(samples, centres, max_distance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""How many samples fall near each mode, and the fraction that fall near none.
+
+    A sample is assigned to its nearest centre if it lies within ``max_distance`` of it (three
+    standard deviations of a mode is the usual choice); otherwise it is "off the data". A mode
+    counts as *covered* when it receives a reasonable share of the samples, e.g. at least a
+    quarter of the 1/M it would get from a perfect generator — the caller decides, from the counts.
+
+    Args:
+        samples: ``(S, D)`` generated points; centres: ``(M, D)`` mode centres.
+        max_distance: the radius, a finite positive number.
+
+    Returns:
+        ``(counts, off_fraction)``: ``(M,)`` integer counts per mode and a ``()`` tensor.
+    """
+    x = _samples(samples, "samples")
+    c = as_float_tensor(centres, "centres", like=x)
+    check_same_device(samples=x, centres=c)
+    if c.dim() != 2 or c.shape[1] != x.shape[1]:
+        raise ValueError(f"centres must have shape (M, {x.shape[1]}); got shape {tuple(c.shape)}")
+    max_distance = _positive_number(max_distance, "max_distance")
+    dist = torch.cdist(x.to(c.dtype), c)  # (S, M)
+    nearest_dist, nearest = dist.min(dim=1)
+    near = nearest_dist <= max_distance
+    counts = torch.bincount(nearest[near], minlength=c.shape[0])
+    return counts, 1.0 - near.to(x.dtype).mean()
+
+
+def train_gan(
+    gen_net: nn.Module,
+    disc_net: nn.Module,
+    data,
+    *,
+    latent_dim: int,
+    steps: int,
+    loss: str = "nonsaturating",
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    lr_disc: float | None = None,
+    betas: tuple[float, float] = (0.5, 0.999),
+    critic_steps: int = 1,
+    gp_weight: float = 10.0,
+    snapshot_every: int | None = None,
+    num_snapshot_samples: int = 1000,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> GanRun:
+    r"""Alternate discriminator (critic) and generator steps with Adam; record samples on the way.
+
+    ``loss="nonsaturating"``: D minimises :func:`discriminator_loss`, G minimises
+    :func:`generator_loss_nonsaturating`. ``loss="minimax"``: G minimises
+    :func:`generator_loss_minimax` instead. ``loss="wgan-gp"``: the critic minimises
+    :func:`wasserstein_critic_loss` + ``gp_weight`` · :func:`gradient_penalty`, G minimises
+    :func:`wasserstein_generator_loss` (Gulrajani et al. use ``critic_steps=5``, ``betas=(0.5, 0.9)``).
+    Each generator step follows ``critic_steps`` critic steps on fresh minibatches. Every random
+    number (minibatch indices, noise z ~ N(0, I), ε of the penalty) comes from ``generator``, so
+    with seeded initial weights the run is reproducible. Chapter 5, "Mode collapse".
+
+    Args:
+        gen_net: maps ``(B, latent_dim)`` noise to ``(B, D)`` samples.
+        disc_net: maps ``(B, D)`` to logits or critic scores ``(B,)`` or ``(B, 1)``.
+        data: ``(N, D)`` the training set; minibatches are drawn with replacement.
+        latent_dim: size of z; steps: number of generator steps.
+        loss: "nonsaturating", "minimax" or "wgan-gp".
+        batch_size, lr, betas: minibatch size and Adam's settings (for both networks).
+        lr_disc: the discriminator's learning rate, when it differs from ``lr``.
+        critic_steps: discriminator steps per generator step; gp_weight: λ of the penalty.
+        snapshot_every: record samples every this many generator steps (and at 0 and the end);
+            None records only the start and the end.
+        num_snapshot_samples: how many samples each snapshot holds (the same noise every time).
+        generator: CPU ``torch.Generator`` for all randomness; progress: show a tqdm bar.
+
+    Returns:
+        :class:`GanRun` ``(steps, samples, d_loss, g_loss)``.
+    """
+    if not isinstance(gen_net, nn.Module) or not isinstance(disc_net, nn.Module):
+        raise TypeError("gen_net and disc_net must be torch.nn.Modules")
+    x = _samples(data, "data")
+    latent_dim = _positive_int(latent_dim, "latent_dim")
+    steps = _positive_int(steps, "steps")
+    batch_size = _positive_int(batch_size, "batch_size")
+    critic_steps = _positive_int(critic_steps, "critic_steps")
+    num_snapshot_samples = _positive_int(num_snapshot_samples, "num_snapshot_samples")
+    lr = _positive_number(lr, "lr")
+    lr_disc = lr if lr_disc is None else _positive_number(lr_disc, "lr_disc")
+    if loss not in ("nonsaturating", "minimax", "wgan-gp"):
+        raise ValueError(f"loss must be 'nonsaturating', 'minimax' or 'wgan-gp'; got {loss!r}")
+    if loss == "wgan-gp":
+        gp_weight = _positive_number(gp_weight, "gp_weight")
+    if snapshot_every is not None:
+        snapshot_every = _positive_int(snapshot_every, "snapshot_every")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+    opts = {"dtype": x.dtype}
+    opt_g = torch.optim.Adam(gen_net.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(disc_net.parameters(), lr=lr_disc, betas=betas)
+    fixed_z = torch.randn(num_snapshot_samples, latent_dim, generator=generator, **opts).to(x.device)
+
+    def noise(n):
+        return torch.randn(n, latent_dim, generator=generator, **opts).to(x.device)
+
+    def snapshot(step):
+        with torch.no_grad():
+            run.steps.append(step)
+            run.samples.append(gen_net(fixed_z).detach().clone())
+
+    run = GanRun([], [], [], [])
+    snapshot(0)
+    iterator = range(1, steps + 1)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"GAN ({loss})")
+    for step in iterator:
+        for _ in range(critic_steps):
+            idx = torch.randint(x.shape[0], (batch_size,), generator=generator).to(x.device)
+            real = x[idx]
+            with torch.no_grad():
+                fake = gen_net(noise(batch_size))
+            if loss == "wgan-gp":
+                d_loss = wasserstein_critic_loss(disc_net(real), disc_net(fake)) + gp_weight * gradient_penalty(
+                    disc_net, real, fake, generator=generator
+                )
+            else:
+                d_loss = discriminator_loss(disc_net(real), disc_net(fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        fake_scores = disc_net(gen_net(noise(batch_size)))
+        if loss == "wgan-gp":
+            g_loss = wasserstein_generator_loss(fake_scores)
+        elif loss == "minimax":
+            g_loss = generator_loss_minimax(fake_scores)
+        else:
+            g_loss = generator_loss_nonsaturating(fake_scores)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        run.d_loss.append(float(d_loss.detach()))
+        run.g_loss.append(float(g_loss.detach()))
+        due = (snapshot_every is not None and step % snapshot_every == 0) or step == steps
+        if due and run.steps[-1] != step:
+            snapshot(step)
+    return run

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["mlp", "ACTIVATIONS"]
+__all__ = ["mlp", "ACTIVATIONS", "sinusoidal_embedding", "TimeConditionedMLP"]
 
 #: the activations :func:`mlp` accepts by name.
 ACTIVATIONS = {
@@ -94,3 +94,80 @@ def mlp(
             layers.append(ACTIVATIONS[activation]())
     net = nn.Sequential(*layers)
     return net.to(device) if device is not None else net
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    r"""The timestep features e(t) = [cos(t ω_1), …, cos(t ω_{dim/2}), sin(t ω_1), …, sin(t ω_{dim/2})].
+
+    ω_k = max_period^{−(k−1)/(dim/2)}, k = 1..dim/2: frequencies from 1 down to ≈ 1/max_period
+    (Vaswani et al. 2017; Ho et al. 2020), so that nearby timesteps get similar features and
+    the network can still tell them apart. Chapter 7 feeds them to :class:`TimeConditionedMLP`.
+
+    Args:
+        t: ``(B,)`` timesteps (integers 1..T, any dtype).
+        dim: even number of features.
+        max_period: the slowest period, ``> 1``.
+
+    Returns:
+        ``(B, dim)`` float32 features (float64 if ``t`` is float64), on ``t``'s device.
+    """
+    if not isinstance(t, torch.Tensor) or t.dim() != 1:
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"t must be a tensor of shape (B,) holding timesteps; got {got}")
+    dim = _positive_int(dim, "dim")
+    if dim % 2:
+        raise ValueError(f"dim must be even (a cosine and a sine per frequency); got {dim}")
+    if isinstance(max_period, bool) or not isinstance(max_period, (int, float)) or not max_period > 1:
+        raise ValueError(f"max_period must be a number > 1; got {max_period!r}")
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    angles = t.to(dtype).unsqueeze(-1) * freqs
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class TimeConditionedMLP(nn.Module):
+    r"""A noise predictor ε_θ(x_t, t) (or ε_θ(x_t, t, y)): an :func:`mlp` on [x_t, e(t), onehot(y)].
+
+    The small denoiser of Chapter 7 for 2-D data and 8×8 digits: the sinusoidal features e(t) of
+    :func:`sinusoidal_embedding` and, for a class-conditional model (``num_classes > 0``), a
+    one-hot label are concatenated to x_t. Weights are drawn from ``generator``, as in :func:`mlp`.
+    Call it as ``model(x_t, t)`` or ``model(x_t, t, y)``; it matches the model interface of
+    :mod:`dgm.diffusion` (bind ``y`` with a lambda for a class-conditional model).
+
+    Args:
+        dim: data dimension D; the model maps ``(B, D)`` to ``(B, D)``.
+        hidden: width of every hidden layer; depth: number of hidden layers.
+        num_classes: C > 0 for a class-conditional model, 0 for an unconditional one.
+        emb_dim: number of timestep features (even).
+        activation: one of ``ACTIVATIONS``.
+        generator, dtype, device: as in :func:`mlp`.
+    """
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, *, num_classes: int = 0, emb_dim: int = 32,
+                 activation: str = "silu", generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, device=None) -> None:
+        super().__init__()
+        self.dim = _positive_int(dim, "dim")
+        self.num_classes = _positive_int(num_classes, "num_classes", allow_zero=True)
+        self.emb_dim = _positive_int(emb_dim, "emb_dim")
+        if self.emb_dim % 2:
+            raise ValueError(f"emb_dim must be even; got {emb_dim}")
+        self.net = mlp(self.dim + self.emb_dim + self.num_classes, hidden, self.dim, depth, activation,
+                       generator=generator, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """ε̂ of shape ``(B, D)`` for ``x`` ``(B, D)``, ``t`` ``(B,)`` and (conditional models) labels ``y`` ``(B,)``."""
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}); got {tuple(x.shape)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},); got {tuple(t.shape)}")
+        features = [x, sinusoidal_embedding(t, self.emb_dim).to(x.dtype)]
+        if self.num_classes:
+            if y is None or y.shape != (x.shape[0],):
+                got = None if y is None else tuple(y.shape)
+                raise ValueError(f"a class-conditional model needs labels y of shape ({x.shape[0]},); got {got}")
+            features.append(torch.nn.functional.one_hot(y.long(), self.num_classes).to(x.dtype))
+        elif y is not None:
+            raise ValueError("this model is unconditional (num_classes = 0); call it without y")
+        return self.net(torch.cat(features, dim=-1))

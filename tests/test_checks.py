@@ -80,9 +80,15 @@ def test_correct_derivation_passes(suite):
     check("kl_derivation_steps", kl_steps(), suite=suite)
 
 
-def test_every_registered_task_is_tested_here():
+def test_every_task_of_exercise_1_is_tested_here():
+    from autograder.course import REPO_ROOT, source_notebook
+    from autograder.grade import tasks_of
+
     concepts = {"concept_vae_sampling", "concept_kl_asymmetry", "concept_two_image_elbo"}
-    assert set(TASKS) == set(CORRECT) | {"kl_derivation_steps"} | concepts
+    tested = set(CORRECT) | {"kl_derivation_steps"} | concepts
+    graded = {t.name for t in tasks_of(source_notebook(REPO_ROOT, "01-elbo")) if not t.manual}
+    assert graded == tested
+    assert tested <= set(TASKS)
 
 
 # --- wrong answers fail, with the promised diagnosis ----------------------------------------

@@ -775,6 +775,7 @@ BAD_INPUTS = [
     ("discretized device", discretized_gaussian_log_prob, (X, META_X, X), ValueError, "same device.*mean on meta"),
     ("discretized broadcast", discretized_gaussian_log_prob, (X, torch.zeros(3, 3, dtype=f64), X), ValueError, "do not broadcast"),
     ("discretized bins", discretized_gaussian_log_prob, (X, X, X, 1), ValueError, "bins must be an integer >= 2"),
+    ("classes count", D5.class_log_posterior, (ZERO_MODEL, X, 0), ValueError, "num_classes must be a positive int"),
 ]
 
 
@@ -839,3 +840,41 @@ def test_cpu_cuda_parity(generator):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-9)
     samples = d.p_sample_loop(model_gpu, (4, 3), torch.Generator(device="cuda").manual_seed(0), dtype=f64)
     assert samples.device.type == "cuda" and samples.shape == (4, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Diffusion models as classifiers
+# --------------------------------------------------------------------------------------------
+
+
+def test_class_log_posterior_is_bayes_with_the_weighted_eps_error():
+    """Independent route: a loop over classes and timesteps computing Σ_t λ_t ‖ε − ε̂‖² by hand,
+    with λ_t from numpy; uniform and non-uniform priors; unweighted score = mean over t."""
+    T, B, D, C = 6, 4, 3, 3
+    d = GaussianDiffusion(short_linear(T))
+    s = np_schedule(d)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(B, D, generator=gen, dtype=f64)
+    noise = torch.randn(T, B, D, generator=gen, dtype=f64)
+    W = torch.randn(C, D, D, generator=gen, dtype=f64)
+
+    def model(x, t, y):
+        return torch.tanh(torch.einsum("nij,nj->ni", W[y], x)) * t[:, None].to(x.dtype) / T
+
+    lam = s["beta"][1:] ** 2 / (2 * s["beta"][1:] * s["alpha"][1:] * (1 - s["abar"][1:]))
+    log_prior = torch.log(torch.tensor([0.2, 0.3, 0.5], dtype=f64))
+    for weighted in (True, False):
+        score = torch.zeros(B, C, dtype=f64)
+        for c in range(C):
+            for t in range(1, T + 1):
+                xt = math.sqrt(s["abar"][t]) * x0 + math.sqrt(1 - s["abar"][t]) * noise[t - 1]
+                err = ((noise[t - 1] - model(xt, torch.full((B,), t), torch.full((B,), c))) ** 2).sum(1)
+                score[:, c] -= (lam[t - 1] if weighted else 1 / T) * err
+        for prior in (None, log_prior):
+            want = torch.log_softmax(score + (0 if prior is None else prior), 1)
+            got = d.class_log_posterior(model, x0, C, noise=noise, weighted=weighted, log_prior=prior)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        d.class_log_posterior(model, x0, C, noise=noise[1:])
+    with pytest.raises(ValueError, match="num_classes"):
+        d.class_log_posterior(model, x0, 0)

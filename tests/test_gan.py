@@ -40,8 +40,11 @@ from dgm.gan import (
     mutual_information_lower_bound,
     optimal_discriminator,
     optimal_discriminator_logits,
+    mode_coverage,
     point_masses_divergences,
+    ring_centres,
     train_discriminator,
+    train_gan,
     wasserstein1_1d,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
@@ -623,6 +626,11 @@ BAD_INPUTS = [
     ("MI logits", mutual_information_lower_bound, (torch.tensor([0.5, -1.0]), HALF.float()), ValueError, "must be log-probabilities"),
     ("MI prior", mutual_information_lower_bound, (-HALF, torch.tensor([0.5, 0.6], dtype=f64)), ValueError, "prior_probs must sum to 1"),
     ("MI one sample", mutual_information_lower_bound, (torch.tensor([-0.5]), torch.tensor([1.0])), ValueError, r"log_q_c_given_x must have shape \(S,\)"),
+    ("ring modes", ring_centres, (0,), ValueError, "num_modes must be a positive integer"),
+    ("ring radius", ring_centres, (8, -1.0), ValueError, "radius must be a finite positive number"),
+    ("coverage centres", mode_coverage, (X4, torch.zeros(3, 3, dtype=f64), 0.5), ValueError, r"centres must have shape \(M, 2\)"),
+    ("coverage distance", mode_coverage, (X4, X4, -1.0), ValueError, "max_distance must be a finite positive number"),
+    ("train_gan loss", train_gan, (LIN, LIN, X4), TypeError, "latent_dim"),
 ]
 
 
@@ -688,3 +696,96 @@ def test_cpu_cuda_parity(generator):
     gp_cpu = gradient_penalty(critic_cpu, x_real, x_fake, generator=torch.Generator().manual_seed(3))
     gp_gpu = gradient_penalty(critic_gpu, x_real.cuda(), x_fake.cuda(), generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(gp_gpu.cpu(), gp_cpu, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Mode collapse on a ring: ring_centres, mode_coverage, train_gan
+# --------------------------------------------------------------------------------------------
+
+
+def test_ring_centres_are_the_means_of_ring_of_gaussians():
+    from dgm.data import ring_of_gaussians
+    from dgm.gan import ring_centres
+
+    centres = ring_centres(8, 2.0, dtype=f64)
+    assert centres.shape == (8, 2)
+    assert torch.allclose(centres.norm(dim=1), torch.full((8,), 2.0, dtype=f64))
+    # with std 0 every sample of the data set is exactly one of the centres (independent route: the data module)
+    pts = ring_of_gaussians(200, 8, 2.0, 0.0, generator=torch.Generator().manual_seed(0), dtype=f64)
+    assert float(torch.cdist(pts, centres).min(dim=1).values.max()) < 1e-12
+    with pytest.raises(ValueError, match="num_modes"):
+        ring_centres(0)
+
+
+def test_mode_coverage_counts_by_hand():
+    from dgm.gan import mode_coverage
+
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=f64)
+    samples = torch.tensor([[0.1, 0.0], [-0.2, 0.1], [9.8, 0.3], [5.0, 5.0], [0.0, 10.5]], dtype=f64)
+    counts, off = mode_coverage(samples, centres, 0.4)
+    assert counts.tolist() == [2, 1, 0]  # (0, 10.5) is 0.5 away: off the data, like (5, 5)
+    assert float(off) == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="centres must have shape"):
+        mode_coverage(samples, centres[:, :1], 0.4)
+    with pytest.raises(ValueError, match="max_distance"):
+        mode_coverage(samples, centres, 0.0)
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "minimax", "wgan-gp"])
+def test_train_gan_is_reproducible_and_records_snapshots(loss):
+    from dgm.data import ring_of_gaussians
+    from dgm.gan import train_gan
+
+    data = ring_of_gaussians(256, 4, 2.0, 0.1, generator=torch.Generator().manual_seed(0))
+
+    def run():
+        g = torch.Generator().manual_seed(1)
+        return train_gan(mlp(2, 16, 2, generator=g), mlp(2, 16, 1, generator=g), data, latent_dim=2, steps=12,
+                         loss=loss, batch_size=32, critic_steps=2, snapshot_every=5, num_snapshot_samples=50, generator=g)
+
+    a, b = run(), run()
+    assert a.steps == [0, 5, 10, 12]
+    assert all(s.shape == (50, 2) for s in a.samples)
+    assert len(a.d_loss) == len(a.g_loss) == 12 and all(math.isfinite(v) for v in a.d_loss + a.g_loss)
+    assert all(torch.equal(x, y) for x, y in zip(a.samples, b.samples)) and a.d_loss == b.d_loss
+    assert not torch.equal(a.samples[0], a.samples[-1])  # the generator moved
+    if loss != "wgan-gp":
+        assert all(v > 0 for v in a.d_loss)  # a cross-entropy
+
+
+def test_train_gan_generator_step_matches_a_hand_written_step():
+    """One step of train_gan equals one Adam step written out here (same minibatch and noise)."""
+    from dgm.gan import train_gan
+
+    data = torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=f64)
+    G0 = mlp(2, 8, 2, generator=torch.Generator().manual_seed(4), dtype=f64)
+    D0 = mlp(2, 8, 1, generator=torch.Generator().manual_seed(5), dtype=f64)
+    G1 = mlp(2, 8, 2, generator=torch.Generator().manual_seed(4), dtype=f64)
+    D1 = mlp(2, 8, 1, generator=torch.Generator().manual_seed(5), dtype=f64)
+    train_gan(G0, D0, data, latent_dim=2, steps=1, batch_size=16, lr=1e-2, num_snapshot_samples=4,
+              generator=torch.Generator().manual_seed(6))
+    g = torch.Generator().manual_seed(6)
+    torch.randn(4, 2, generator=g, dtype=f64)  # the snapshot noise is drawn first
+    opt_g, opt_d = torch.optim.Adam(G1.parameters(), lr=1e-2, betas=(0.5, 0.999)), torch.optim.Adam(D1.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    real = data[torch.randint(64, (16,), generator=g)]
+    fake = G1(torch.randn(16, 2, generator=g, dtype=f64)).detach()
+    bce = F.binary_cross_entropy_with_logits
+    d_loss = bce(D1(real), torch.ones(16, 1, dtype=f64)) + bce(D1(fake), torch.zeros(16, 1, dtype=f64))
+    opt_d.zero_grad(), d_loss.backward(), opt_d.step()
+    g_loss = bce(D1(G1(torch.randn(16, 2, generator=g, dtype=f64))), torch.ones(16, 1, dtype=f64))
+    opt_g.zero_grad(), g_loss.backward(), opt_g.step()
+    for p0, p1 in zip(list(G0.parameters()) + list(D0.parameters()), list(G1.parameters()) + list(D1.parameters())):
+        assert torch.allclose(p0, p1, **TOL[f64])
+
+
+def test_train_gan_rejects_bad_arguments():
+    from dgm.gan import train_gan
+
+    G, D = mlp(2, 4, 2), mlp(2, 4, 1)
+    data = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="loss must be"):
+        train_gan(G, D, data, latent_dim=2, steps=1, loss="hinge")
+    with pytest.raises(TypeError, match="torch.nn.Modules"):
+        train_gan(lambda z: z, D, data, latent_dim=2, steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        train_gan(G, D, data, latent_dim=2, steps=0)

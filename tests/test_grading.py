@@ -199,3 +199,21 @@ def test_grading_itself_failing_exits_nonzero(tmp_path, capsys):
     with pytest.raises(GradingError):
         discover(tmp_path / "nope", ASSIGNMENT)
     assert main(["grade", str(tmp_path), "--assignment", "no-such-assignment"]) == 2
+
+
+def test_the_assignment_is_detected_from_the_submissions(tmp_path):
+    from autograder.grade import resolve_assignment
+
+    for a in ASSIGNMENTS:
+        folder = tmp_path / a
+        folder.mkdir()
+        shutil.copyfile(release_notebook(REPO_ROOT, a), folder / "someone.ipynb")
+        (folder / "broken.ipynb").write_text("{", encoding="utf-8")  # unreadable files do not vote
+        assert resolve_assignment(REPO_ROOT, None, folder) == a
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for a in ASSIGNMENTS[:2]:
+        shutil.copyfile(release_notebook(REPO_ROOT, a), mixed / f"{a}.ipynb")
+    if len(ASSIGNMENTS) > 1:
+        with pytest.raises(GradingError, match="say which assignment"):
+            resolve_assignment(REPO_ROOT, None, mixed)

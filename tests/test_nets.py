@@ -74,3 +74,42 @@ def test_mlp_same_weights_on_cuda():
         torch.testing.assert_close(pg.cpu(), pc)
     with pytest.raises(ValueError, match="generator must live on the CPU"):
         mlp(3, 8, 1, generator=torch.Generator(device="cuda"))
+
+
+# --- the time-conditioned denoiser of Chapter 7 ------------------------------------------------
+
+
+def test_sinusoidal_embedding_matches_its_definition():
+    from dgm.nets import sinusoidal_embedding
+
+    t = torch.tensor([1, 7, 100])
+    e = sinusoidal_embedding(t, 6, max_period=100.0)
+    freqs = [100.0 ** (-k / 3) for k in range(3)]
+    want = torch.tensor([[math.cos(ti * f) for f in freqs] + [math.sin(ti * f) for f in freqs] for ti in t.tolist()])
+    assert e.shape == (3, 6) and e.dtype == torch.float32
+    torch.testing.assert_close(e, want)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_embedding(t, 5)
+    with pytest.raises(ValueError, match="shape"):
+        sinusoidal_embedding(t[:, None], 4)
+
+
+def test_time_conditioned_mlp_shapes_seeding_and_conditioning():
+    from dgm.nets import TimeConditionedMLP
+
+    a = TimeConditionedMLP(3, 16, 2, num_classes=4, generator=torch.Generator().manual_seed(0))
+    b = TimeConditionedMLP(3, 16, 2, num_classes=4, generator=torch.Generator().manual_seed(0))
+    x, t, y = torch.randn(5, 3), torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 1, 2, 3, 0])
+    out = a(x, t, y)
+    assert out.shape == (5, 3)
+    torch.testing.assert_close(out, b(x, t, y))
+    assert not torch.allclose(out, a(x, t, (y + 1) % 4))  # the label matters
+    assert not torch.allclose(out, a(x, t + 1, y))  # the timestep matters
+    with pytest.raises(ValueError, match="labels y"):
+        a(x, t)
+    u = TimeConditionedMLP(3, 16, 2, generator=torch.Generator().manual_seed(0))
+    assert u(x, t).shape == (5, 3)
+    with pytest.raises(ValueError, match="unconditional"):
+        u(x, t, y)
+    with pytest.raises(ValueError, match="shape"):
+        u(torch.randn(5, 4), t)

@@ -1,0 +1,11 @@
+"""Mistake: adds the two standard errors instead of combining them as sqrt(SE_real² + SE_fake²).
+
+grade_id: jsd_from_discriminator
+"""
+def jsd_from_discriminator(real_logits, fake_logits):
+    log_d = -F.softplus(-real_logits.reshape(-1))
+    log_1m_d = -F.softplus(fake_logits.reshape(-1))
+    estimate = math.log(2.0) + 0.5 * (log_d.mean() + log_1m_d.mean())
+    se_real = log_d.std() / math.sqrt(log_d.numel())
+    se_fake = log_1m_d.std() / math.sqrt(log_1m_d.numel())
+    return estimate, 0.5 * (se_real + se_fake)

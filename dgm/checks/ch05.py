@@ -1,0 +1,331 @@
+"""Checks of Exercise 5 (Chapter 5: generative adversarial networks and divergences)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgm.checks._core import (
+    Ctx,
+    call,
+    concept,
+    expect_derivation,
+    expect_pair,
+    expect_same_gradients,
+    expect_tensor,
+    forbid_calls,
+    random_points,
+    task,
+)
+
+__all__ = ["cg_symbols", "cg_derivation_start", "CG_REPORT_POINT"]
+
+#: what Exercise 5's answers may not call: the reference implementations they re-build
+FORBIDDEN = ("dgm.gan",)
+
+_EXTREME = "extreme logits (±300): compute log D = -softplus(-a) and log(1 - D) = -softplus(a), not log(sigmoid(a))"
+
+
+def _logits(ctx: Ctx, *shape: int, scale: float = 3.0, dtype=torch.float64) -> torch.Tensor:
+    return scale * ctx.randn(*shape, dtype=dtype)
+
+
+def _extreme(ctx: Ctx, n: int, dtype=torch.float64) -> torch.Tensor:
+    """n >= 2 logits with |a| in [800, 1200], at least one of each sign, in random order."""
+    mags = ctx.uniform(800, 1200, n)
+    signs = torch.ones(n, dtype=torch.float64)
+    signs[: n // 2] = -1
+    perm = torch.randperm(n, generator=ctx.gen)
+    return (signs[perm] * mags).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Task 1: the discriminator's and the (non-saturating) generator's losses from logits
+# --------------------------------------------------------------------------------------------
+
+
+@task("gan_losses")
+def _gan_losses(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.gan import (
+        discriminator_loss,
+        generator_loss_minimax,
+        generator_loss_nonsaturating,
+    )
+
+    def compare(real, fake, where, rtol=1e-6, atol=1e-8):
+        out = call(ctx, fn, real, fake, where=where)
+        d_loss, g_loss = expect_pair(ctx, out, where)
+        want_d, want_g = discriminator_loss(real, fake), generator_loss_nonsaturating(fake)
+        r, f = real.reshape(-1), fake.reshape(-1)
+        expect_tensor(ctx, d_loss, want_d, "the discriminator loss", where, rtol, atol, hints=[
+            ("D and 1 - D are swapped (data must get log D, generated points log(1 - D))",
+             F.softplus(r).mean() + F.softplus(-f).mean()),
+            ("the batches are summed instead of averaged (unequal batch sizes then change D*)",
+             F.softplus(-r).sum() + F.softplus(f).sum()),
+            ("the sign is flipped (that is V, which D maximises; return -V)", -want_d)])
+        expect_tensor(ctx, g_loss, want_g, "the generator loss", where, rtol, atol, hints=[
+            ("the saturating minimax loss log(1 - D(G(z))) is used instead of -log D(G(z))",
+             generator_loss_minimax(fake)),
+            ("the sign is flipped", -want_g),
+            ("the loss is summed instead of averaged", F.softplus(-f).sum())])
+
+    if not ctx.hidden:
+        real = torch.tensor([2.0, 0.5, -1.0, 3.0], dtype=torch.float64)
+        fake = torch.tensor([-2.0, 0.0, 1.5], dtype=torch.float64)
+        compare(real, fake, "example (4 real logits, 3 generated logits)")
+        compare(real.reshape(-1, 1), fake.reshape(-1, 1), "the same logits with shape (B, 1)")
+        compare(torch.tensor([300.0, -300.0], dtype=torch.float64), torch.tensor([-300.0, 300.0], dtype=torch.float64),
+                _EXTREME)
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-5, 1e-6))):
+        compare(_logits(ctx, 9, dtype=dtype), _logits(ctx, 5, dtype=dtype), f"random logits ({dtype})", *tol)
+    compare(_logits(ctx, 6, 1), _logits(ctx, 11, 1), "shape (B, 1), unequal batch sizes")
+    compare(_extreme(ctx, 7), _extreme(ctx, 6), _EXTREME)
+    compare(_extreme(ctx, 4, torch.float32), _extreme(ctx, 4, torch.float32), _EXTREME + " (float32)", 1e-5, 1e-5)
+    expect_same_gradients(ctx, fn, lambda r, f: discriminator_loss(r, f) + 0 * generator_loss_nonsaturating(f),
+                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(0, 1), where="gradients of the discriminator loss")
+    expect_same_gradients(ctx, lambda r, f: fn(r, f)[1], lambda r, f: generator_loss_nonsaturating(f),
+                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(1,), where="gradients of the generator loss")
+
+
+# --------------------------------------------------------------------------------------------
+# Task 2: the optimal discriminator from log-densities
+# --------------------------------------------------------------------------------------------
+
+
+@task("optimal_discriminator")
+def _optimal_discriminator(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.gan import optimal_discriminator as ref
+
+    def compare(lpd, lpg, where, rtol=1e-6, atol=1e-10):
+        got = call(ctx, fn, lpd, lpg, where=where)
+        want = ref(lpd, lpg)
+        expect_tensor(ctx, got, want, "D*", where, rtol, atol, hints=[
+            ("p_data and p_G are swapped: that is p_G / (p_data + p_G) = 1 - D*", ref(lpg, lpd)),
+            ("the log-densities are used as if they were densities", lpd / (lpd + lpg))])
+
+    if not ctx.hidden:
+        lpd = torch.tensor([-1.0, -0.2, 1.1, -3.0], dtype=torch.float64)   # densities up to 3.0: above 1 is fine
+        lpg = torch.tensor([-0.5, -2.0, 0.3, -3.0], dtype=torch.float64)
+        compare(lpd, lpg, "example (4 points)")
+        compare(torch.tensor([-800.0, -1200.0], dtype=torch.float64), torch.tensor([-805.0, -1190.0], dtype=torch.float64),
+                "far in the tails (log-densities near -1000: exp underflows to 0, work with the difference)")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-10)), (torch.float32, (1e-5, 1e-7))):
+        compare(2 * ctx.randn(3, 5, dtype=dtype), 2 * ctx.randn(3, 5, dtype=dtype), f"batch (3, 5) ({dtype})", *tol)
+    compare(2 * ctx.randn(4, 3), 2 * ctx.randn(3), "broadcasting (4, 3) against (3,)")
+    compare(ctx.uniform(-1500, -700, 6), ctx.uniform(-1500, -700, 6), "far in the tails")
+    expect_same_gradients(ctx, fn, ref, [ctx.randn(5), ctx.randn(5)], wrt=(0, 1), where="gradients")
+
+
+# --------------------------------------------------------------------------------------------
+# Task 3: the JSD estimate from a discriminator, with its standard error
+# --------------------------------------------------------------------------------------------
+
+
+@task("jsd_from_discriminator")
+def _jsd(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.gan import jsd_from_discriminator as ref
+
+    def compare(real, fake, where, rtol=1e-6, atol=1e-8):
+        out = call(ctx, fn, real, fake, where=where)
+        est, se = expect_pair(ctx, out, where)
+        want_est, want_se = ref(real, fake)
+        r, f = real.reshape(-1), fake.reshape(-1)
+        log_d, log_1md = -F.softplus(-r), -F.softplus(f)
+        expect_tensor(ctx, est, want_est, "the JSD estimate", where, rtol, atol, hints=[
+            ("log 2 is missing (JSD = log 2 + (E[log D] + E[log(1 - D)]) / 2)", want_est - math.log(2)),
+            ("the factor 1/2 is missing (that is 2 JSD - log 2)", 2 * want_est - math.log(2)),
+            ("D and 1 - D are swapped", math.log(2) + 0.5 * (-F.softplus(r).mean() - F.softplus(-f).mean()))])
+        se_r, se_f = log_d.std() / math.sqrt(r.numel()), log_1md.std() / math.sqrt(f.numel())
+        expect_tensor(ctx, se, want_se, "the standard error", where, rtol, atol, hints=[
+            ("the factor 1/2 is missing from the standard error", 2 * want_se),
+            ("the standard errors are added instead of combined as sqrt(SE_real² + SE_fake²)", 0.5 * (se_r + se_f)),
+            ("the standard deviations are not divided by sqrt(batch size)",
+             0.5 * torch.sqrt(log_d.var() + log_1md.var()))])
+
+    if not ctx.hidden:
+        real = torch.tensor([2.0, 0.5, -1.0, 3.0, 1.0], dtype=torch.float64)
+        fake = torch.tensor([-2.0, 0.0, 1.5, -0.5], dtype=torch.float64)
+        compare(real, fake, "example (5 real logits, 4 generated logits)")
+        compare(torch.tensor([300.0, 250.0], dtype=torch.float64), torch.tensor([-300.0, -280.0], dtype=torch.float64),
+                "a perfect discriminator: " + _EXTREME)
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-4, 1e-5))):
+        compare(_logits(ctx, 50, dtype=dtype), _logits(ctx, 30, dtype=dtype), f"random logits ({dtype})", *tol)
+    compare(_logits(ctx, 12, 1), _logits(ctx, 20, 1), "shape (B, 1)")
+    compare(_extreme(ctx, 10), _extreme(ctx, 9), _EXTREME)
+    expect_same_gradients(ctx, fn, ref, [_logits(ctx, 8), _logits(ctx, 7)], wrt=(0, 1), where="gradients of the estimate")
+
+
+# --------------------------------------------------------------------------------------------
+# Task 4: a density from a discriminator, in log space
+# --------------------------------------------------------------------------------------------
+
+
+@task("log_density_from_discriminator")
+def _density(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.gan import density_from_discriminator as ref
+
+    def compare(lp0, logits, where, rtol=1e-6, atol=1e-8):
+        got = call(ctx, fn, lp0, logits, where=where)
+        want = ref(lp0, logits)
+        expect_tensor(ctx, got, want, "log f1", where, rtol, atol, hints=[
+            ("D and 1 - D are swapped (that gives f0²/f1)", ref(lp0, -logits)),
+            ("log D is added instead of log(D / (1 - D))", lp0 - F.softplus(-logits))])
+
+    if not ctx.hidden:
+        compare(torch.tensor([-1.0, -2.5, -0.3], dtype=torch.float64), torch.tensor([0.7, -1.2, 2.0], dtype=torch.float64),
+                "example (3 points)")
+        compare(torch.tensor([-2.0, -4.0], dtype=torch.float64), torch.tensor([60.0, -60.0], dtype=torch.float64),
+                "confident discriminator (logits ±60: D = 1 - 1e-26 rounds to 1; use the logit, not D)")
+        return
+    for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-5, 1e-5))):
+        compare(ctx.uniform(-5, 0, 4, 3, dtype=dtype), _logits(ctx, 4, 3, dtype=dtype), f"batch (4, 3) ({dtype})", *tol)
+    confident = torch.sign(ctx.randn(5)) * ctx.uniform(60, 120, 5)
+    compare(ctx.uniform(-5, 0, 5), confident, "very confident discriminator (|logit| >= 60)")
+    expect_same_gradients(ctx, fn, ref, [ctx.uniform(-5, 0, 5), _logits(ctx, 5)], wrt=(0, 1), where="gradients")
+
+
+# --------------------------------------------------------------------------------------------
+# Task 5: the gradient penalty of WGAN-GP
+# --------------------------------------------------------------------------------------------
+
+
+def _critic(ctx: Ctx, in_shape: tuple[int, ...], dtype) -> nn.Module:
+    from dgm.nets import mlp
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))
+    net = mlp(math.prod(in_shape), 16, 1, depth=2, activation="tanh", generator=torch.Generator().manual_seed(seed),
+              dtype=dtype)
+    return nn.Sequential(nn.Flatten(), net) if len(in_shape) > 1 else net
+
+
+def _gp_variant(critic, real, fake, eps, kind):
+    """Penalties computed the ways the slips compute them (autograd, independent of dgm.gan)."""
+    e = eps.reshape(-1, *([1] * (real.dim() - 1)))
+    x = (e * real + (1 - e) * fake).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    sq = g.reshape(len(g), -1).pow(2).sum(1)
+    if kind == "squared_norm":
+        return (sq - 1).pow(2).mean()
+    if kind == "no_minus_one":
+        return sq.mean()
+    if kind == "swapped_eps":
+        return _gp_variant(critic, fake, real, eps, "right")
+    if kind == "sum":
+        return (sq.sqrt() - 1).pow(2).sum()
+    return (sq.sqrt() - 1).pow(2).mean()
+
+
+@task("gradient_penalty")
+def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
+    forbid_calls(ctx, fn, FORBIDDEN)
+    from dgm.gan import gradient_penalty as ref
+
+    def compare(shape, dtype, where, rtol=1e-6, atol=1e-8):
+        critic = _critic(ctx, shape[1:], dtype)
+        real, fake = 1.5 * ctx.randn(*shape, dtype=dtype), ctx.randn(*shape, dtype=dtype) - 1
+        eps = ctx.uniform(0, 1, shape[0], dtype=dtype)
+        got = call(ctx, fn, critic, real, fake, eps, where=where)
+        want = ref(critic, real, fake, epsilon=eps)
+        hints = [(label, _gp_variant(critic, real, fake, eps, kind).detach()) for label, kind in (
+            ("the squared norm is used: (‖∇f‖² - 1)² instead of (‖∇f‖ - 1)²", "squared_norm"),
+            ("the target 1 is missing: ‖∇f‖² instead of (‖∇f‖ - 1)²", "no_minus_one"),
+            ("ε weighs the generated points: use ε·real + (1 - ε)·fake", "swapped_eps"),
+            ("the penalty is summed over the batch instead of averaged", "sum"))]
+        expect_tensor(ctx, got, want, "the penalty", where, rtol, atol, hints=hints)
+        if not isinstance(got, torch.Tensor) or not got.requires_grad:
+            ctx.fail(f"{where}: the penalty does not depend on the critic's parameters — take the gradient with "
+                     "torch.autograd.grad(..., create_graph=True) so the penalty can be trained")
+        params = list(critic.parameters())
+        # the last bias does not move ∇_x f, so its gradient is None (zero) for every correct answer
+        mine = torch.autograd.grad(got, params, allow_unused=True)
+        theirs = torch.autograd.grad(ref(critic, real, fake, epsilon=eps), params, allow_unused=True)
+        for p, g, r in zip(params, mine, theirs):
+            g = torch.zeros_like(p) if g is None else g
+            r = torch.zeros_like(p) if r is None else r
+            if not bool(torch.allclose(g, r, rtol=rtol, atol=atol)):
+                ctx.fail(f"{where}: the gradient of the penalty with respect to the critic's weights is wrong "
+                         "(did you detach the input gradient, or forget create_graph=True?)")
+
+    if not ctx.hidden:
+        compare((6, 2), torch.float64, "6 points in 2-D, a tanh MLP critic")
+        return
+    compare((9, 3), torch.float64, "9 points in 3-D")
+    compare((5, 2), torch.float32, "float32", 1e-4, 1e-5)
+    compare((4, 2, 3), torch.float64, "samples of shape (2, 3): the norm is over all of a sample's entries")
+
+
+# --------------------------------------------------------------------------------------------
+# Concept checks (the answers live in the hidden test cells, not here)
+# --------------------------------------------------------------------------------------------
+
+concept("concept_gan_saturation", ("a", "b", "c", "d"))
+concept("concept_disjoint_jsd", ("a", "b", "c", "d"))
+concept("concept_generator_invertible", (True, False))
+
+
+# --------------------------------------------------------------------------------------------
+# Step-checked derivation: C(G) for p_data = U(0, 1) and p_G = U(0, s)
+# --------------------------------------------------------------------------------------------
+
+
+def cg_symbols() -> tuple:
+    """The symbols of the C(G) derivation: ``(x, s)`` with s > 1 the width of p_G = U(0, s)."""
+    import sympy as sp
+
+    return sp.Symbol("x", real=True), sp.Symbol("s", positive=True)
+
+
+def cg_derivation_start():
+    r"""C(G) = ∫ [p log D* + q log(1 - D*)] dx for p = U(0, 1), q = U(0, s), s > 1, in SymPy.
+
+    On (1, s) p = 0 and D* = 0, so the integrand is q log 1 = 0; what remains is the integral over
+    (0, 1), where p = 1 and q = 1/s.
+    """
+    import sympy as sp
+
+    x, s = cg_symbols()
+    p, q = sp.Integer(1), 1 / s
+    return sp.Integral(p * sp.log(p / (p + q)) + q * sp.log(q / (p + q)), (x, 0, 1))
+
+
+#: the point at which derivation_report evaluates the steps of Exercise 5
+CG_REPORT_POINT = {"s": 2.5}
+
+
+def _cg_target(point) -> float:
+    """-log 4 + 2 JSD(U(0,1) ‖ U(0,s)) by quadrature of the JSD's definition (independent route)."""
+    from scipy.integrate import quad
+
+    s = point["s"]
+
+    def kl_to_m(dens, lo, hi):
+        def integrand(x):
+            p, q = (1.0 if x < 1 else 0.0), 1 / s
+            m = 0.5 * (p + q)
+            d = dens(p, q)
+            return d * math.log(d / m) if d > 0 else 0.0
+        return sum(quad(integrand, a, b, epsabs=1e-13, epsrel=1e-12)[0] for a, b in ((lo, 1.0), (1.0, hi)) if b > a)
+
+    jsd = 0.5 * kl_to_m(lambda p, q: p, 0.0, s) + 0.5 * kl_to_m(lambda p, q: q, 0.0, s)
+    return -math.log(4) + 2 * jsd
+
+
+@task("cg_derivation_steps")
+def _cg_steps(ctx: Ctx, steps: Any, expected: Any) -> None:
+    x, s = cg_symbols()
+    points = [{"s": 2.0}, {"s": 3.5}] if not ctx.hidden else random_points(ctx, {"s": (1.2, 6.0)})
+    expect_derivation(ctx, steps, start=cg_derivation_start(), symbols=(x, s), points=points, target=_cg_target,
+                      start_name="cg_derivation_start()", not_in_result=(x,))
+

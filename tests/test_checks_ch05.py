@@ -1,0 +1,279 @@
+"""The checks of Exercise 5 (dgm/checks/ch05.py): right answers pass both suites, each known slip
+fails with the promised diagnosis, the solution notebook's answers pass with the rule on, and the
+rule catches calls to dgm.gan.
+
+Right and wrong answers are built from dgm.gan (the reference) or written out here by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+from dgm import gan
+from dgm.checks import TASKS, CheckFailed, check
+from dgm.checks.ch05 import cg_derivation_start, cg_symbols
+
+SUITES = ("visible", "hidden")
+
+
+@pytest.fixture(autouse=True)
+def allow_reference_calls(request, monkeypatch):
+    """Right and wrong answers here call dgm.gan, which the exercise forbids; lift that rule except
+    in the tests of the rule itself (marked ``forbid_rule``)."""
+    if "forbid_rule" not in request.keywords:
+        import dgm.checks.ch05 as ch05
+
+        monkeypatch.setattr(ch05, "FORBIDDEN", ())
+
+
+def losses(real, fake):
+    return gan.discriminator_loss(real, fake), gan.generator_loss_nonsaturating(fake)
+
+
+def gp(critic, real, fake, eps):
+    return gan.gradient_penalty(critic, real, fake, epsilon=eps)
+
+
+def cg_steps(drop_factor=False):
+    x, s = cg_symbols()
+    middle = sp.Integral(sp.log(s / (s + 1)) + sp.log(1 / (s + 1)) / s, (x, 0, 1))
+    final = sp.log(s / (s + 1)) - sp.log(s + 1) * (1 if drop_factor else 1 / s)
+    return [cg_derivation_start(), middle, final]
+
+
+CORRECT = {
+    "gan_losses": losses,
+    "optimal_discriminator": gan.optimal_discriminator,
+    "jsd_from_discriminator": gan.jsd_from_discriminator,
+    "log_density_from_discriminator": gan.density_from_discriminator,
+    "gradient_penalty": gp,
+}
+CONCEPTS = {"concept_gan_saturation": "c", "concept_disjoint_jsd": "c", "concept_generator_invertible": False}
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("task", sorted(CORRECT))
+def test_correct_functions_pass(task, suite, capsys):
+    check(task, CORRECT[task], suite=suite)
+    assert f"{task}: all {suite} checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_correct_derivation_passes(suite):
+    check("cg_derivation_steps", cg_steps(), suite=suite)
+
+
+def test_every_chapter5_task_is_tested_here():
+    mine = {name for name, fn in TASKS.items() if fn.__module__ == "dgm.checks.ch05"}
+    concept_tasks = {name for name, fn in TASKS.items() if fn.__module__ == "dgm.checks._core" and name in CONCEPTS}
+    assert mine == set(CORRECT) | {"cg_derivation_steps"}
+    assert concept_tasks == set(CONCEPTS)
+
+
+def _fails(task, answer, suite="visible", match=None):
+    with pytest.raises(CheckFailed, match=match):
+        check(task, answer, suite=suite)
+
+
+# --- task 1: losses ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_losses_with_swapped_labels_are_diagnosed(suite):
+    def swapped(real, fake):
+        r, f = real.reshape(-1), fake.reshape(-1)
+        return F.softplus(r).mean() + F.softplus(-f).mean(), gan.generator_loss_nonsaturating(fake)
+    _fails("gan_losses", swapped, suite, "swapped")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_losses_with_sums_are_diagnosed(suite):
+    def sums(real, fake):
+        r, f = real.reshape(-1), fake.reshape(-1)
+        return F.softplus(-r).sum() + F.softplus(f).sum(), gan.generator_loss_nonsaturating(fake)
+    _fails("gan_losses", sums, suite, "summed instead of averaged")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_log_sigmoid_fails_on_extreme_logits(suite):
+    def naive(real, fake):
+        r, f = real.reshape(-1), fake.reshape(-1)
+        return (-torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
+                -torch.log(torch.sigmoid(f)).mean())
+    _fails("gan_losses", naive, suite, "softplus")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_minimax_generator_loss_is_diagnosed(suite):
+    _fails("gan_losses", lambda r, f: (gan.discriminator_loss(r, f), gan.generator_loss_minimax(f)), suite,
+           "saturating minimax")
+
+
+def test_losses_must_return_a_pair():
+    _fails("gan_losses", lambda r, f: gan.discriminator_loss(r, f), match="tuple of two")
+
+
+# --- task 2: D* --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_swapped_optimal_discriminator_is_diagnosed(suite):
+    _fails("optimal_discriminator", lambda lpd, lpg: gan.optimal_discriminator(lpg, lpd), suite, "1 - D\\*")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_naive_density_ratio_fails_in_the_tails(suite):
+    def naive(lpd, lpg):
+        p, q = torch.exp(lpd), torch.exp(lpg)
+        return p / (p + q)
+    _fails("optimal_discriminator", naive, suite, "NaN or infinity")
+
+
+# --- task 3: JSD --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_jsd_without_log2_is_diagnosed(suite):
+    _fails("jsd_from_discriminator",
+           lambda r, f: (gan.jsd_from_discriminator(r, f)[0] - math.log(2), gan.jsd_from_discriminator(r, f)[1]),
+           suite, "log 2 is missing")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_jsd_standard_error_added_is_diagnosed(suite):
+    def added(r, f):
+        log_d, log_1m = -F.softplus(-r.reshape(-1)), -F.softplus(f.reshape(-1))
+        se = 0.5 * (log_d.std() / math.sqrt(log_d.numel()) + log_1m.std() / math.sqrt(log_1m.numel()))
+        return gan.jsd_from_discriminator(r, f)[0], se
+    _fails("jsd_from_discriminator", added, suite, "added instead of combined")
+
+
+def test_jsd_standard_error_without_half_is_diagnosed():
+    _fails("jsd_from_discriminator", lambda r, f: (gan.jsd_from_discriminator(r, f)[0], 2 * gan.jsd_from_discriminator(r, f)[1]),
+           match="factor 1/2 is missing from the standard error")
+
+
+# --- task 4: density -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_swapped_density_recovery_is_diagnosed(suite):
+    _fails("log_density_from_discriminator", lambda lp0, a: lp0 - a, suite, "swapped")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_density_through_probabilities_fails_for_confident_discriminators(suite):
+    def via_d(lp0, a):
+        d = torch.sigmoid(a)
+        return lp0 + torch.log(d / (1 - d))
+    _fails("log_density_from_discriminator", via_d, suite, "NaN or infinity")
+
+
+# --- task 5: gradient penalty ----------------------------------------------------------------------
+
+def _gp_by_hand(critic, real, fake, eps, *, squared=False, create_graph=True, flatten=True):
+    e = eps.reshape(-1, *([1] * (real.dim() - 1)))
+    x = (e * real + (1 - e) * fake).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=create_graph)
+    if not flatten:  # norm over the last axis only
+        n = g.norm(dim=-1).reshape(len(g), -1).mean(1)
+        return (n - 1).pow(2).mean()
+    sq = g.reshape(len(g), -1).pow(2).sum(1)
+    return (sq - 1).pow(2).mean() if squared else (sq.sqrt() - 1).pow(2).mean()
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_squared_norm_penalty_is_diagnosed(suite):
+    _fails("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, squared=True), suite, "squared norm")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_penalty_without_create_graph_fails(suite):
+    _fails("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, create_graph=False), suite, "create_graph")
+
+
+def test_penalty_with_per_row_norm_fails_on_image_shaped_samples():
+    check("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, flatten=False))  # 2-D samples: same thing
+    _fails("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, flatten=False), "hidden", "shape \\(2, 3\\)")
+
+
+def test_penalty_by_hand_passes():
+    for suite in SUITES:
+        check("gradient_penalty", _gp_by_hand, suite=suite)
+
+
+# --- concepts and derivation -----------------------------------------------------------------------
+
+def test_concept_checks():
+    for name, right in CONCEPTS.items():
+        check(name, right)
+        check(name, right, suite="hidden", expected=right)
+    with pytest.raises(CheckFailed, match="not correct"):
+        check("concept_disjoint_jsd", "a", suite="hidden", expected="c")
+    with pytest.raises(CheckFailed, match="one of"):
+        check("concept_generator_invertible", 0)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_derivation_with_dropped_factor_names_the_step(suite):
+    _fails("cg_derivation_steps", cg_steps(drop_factor=True), suite, "step 2 is not equal to step 1")
+
+
+def test_derivation_from_the_swapped_discriminator_fails():
+    x, s = cg_symbols()
+    swapped = [sp.Integral(sp.log(1 / (s + 1)) + sp.log(s / (s + 1)) / s, (x, 0, 1)),
+               sp.Integral(-sp.log(s + 1) + sp.log(s / (s + 1)) / s, (x, 0, 1)),
+               sp.log(1 / (s + 1)) + sp.log(s / (s + 1)) / s]
+    _fails("cg_derivation_steps", swapped, match="step 0 must be the starting expression")
+
+
+def test_derivation_must_end_in_closed_form_and_work_the_integral():
+    steps = cg_steps()
+    _fails("cg_derivation_steps", steps[:2] + [steps[1].doit() * 1 + sp.Integral(0 * cg_symbols()[0], (cg_symbols()[0], 0, 1))],
+           match="closed form")
+    _fails("cg_derivation_steps", [steps[0], sp.expand_log(steps[2], force=True), steps[2]], match="still contain an integral")
+
+
+# --- the rule against calling dgm.gan ---------------------------------------------------------------
+
+@pytest.mark.forbid_rule
+@pytest.mark.parametrize("task", sorted(CORRECT))
+def test_calling_dgm_gan_fails(task):
+    _fails(task, CORRECT[task], match="dgm.gan")
+
+
+@pytest.mark.forbid_rule
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_solution_notebooks_answers_pass_under_the_rule(suite):
+    """The model answers (taken from solutions/, markers stripped) pass every check with the rule on."""
+    import nbformat
+
+    from autograder.course import REPO_ROOT, source_notebook
+    from autograder.samples import solution_answers
+
+    nb = nbformat.read(source_notebook(REPO_ROOT, "05-gans"), as_version=4)
+    code_cells = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    namespace: dict = {}
+    exec("import math\nimport sympy as sp\nimport torch\nimport torch.nn.functional as F\n"  # noqa: S102
+         "from dgm.checks import check, derivation_report\n"
+         "from dgm.checks.ch05 import CG_REPORT_POINT, cg_derivation_start, cg_symbols\n", namespace)
+    for grade_id, source in solution_answers(assignment="05-gans").items():
+        if grade_id in code_cells:
+            exec(source.replace("derivation_report(CG_STEPS, CG_REPORT_POINT)", ""), namespace)  # noqa: S102
+    for task in CORRECT:
+        check(task, namespace[task], suite=suite)
+    check("cg_derivation_steps", namespace["CG_STEPS"], suite=suite)
+    for name, var in (("concept_gan_saturation", "ANSWER_GAN_SATURATION"), ("concept_disjoint_jsd", "ANSWER_DISJOINT_JSD"),
+                      ("concept_generator_invertible", "ANSWER_GENERATOR_INVERTIBLE")):
+        check(name, namespace[var], suite=suite, expected=CONCEPTS[name])
+
+
+@pytest.mark.parametrize("task", ["gan_losses", "optimal_discriminator", "jsd_from_discriminator",
+                                  "log_density_from_discriminator"])
+def test_detached_answers_fail_the_hidden_gradient_check(task):
+    def detached(*args):
+        out = CORRECT[task](*[a.detach() for a in args])
+        return tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
+    _fails(task, detached, "hidden", "differentiabl")
