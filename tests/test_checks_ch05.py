@@ -194,8 +194,9 @@ def test_penalty_without_create_graph_fails(suite):
 
 
 def test_penalty_with_per_row_norm_fails_on_image_shaped_samples():
-    check("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, flatten=False))  # 2-D samples: same thing
-    _fails("gradient_penalty", lambda c, r, f, e: _gp_by_hand(c, r, f, e, flatten=False), "hidden", "shape \\(2, 3\\)")
+    per_row = lambda c, r, f, e: _gp_by_hand(c, r, f, e, flatten=False)  # noqa: E731
+    _fails("gradient_penalty", per_row, "visible", "shape \\(2, 2\\)")
+    _fails("gradient_penalty", per_row, "hidden", "shape \\(2, 3\\)")
 
 
 def test_penalty_by_hand_passes():

@@ -260,6 +260,7 @@ def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
 
     if not ctx.hidden:
         compare((6, 2), torch.float64, "6 points in 2-D, a tanh MLP critic")
+        compare((3, 2, 2), torch.float64, "3 samples of shape (2, 2): the norm is over all of a sample's entries")
         return
     compare((9, 3), torch.float64, "9 points in 3-D")
     compare((5, 2), torch.float32, "float32", 1e-4, 1e-5)
