@@ -40,7 +40,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm  # text bars: they render on the static pages too (tqdm.auto would freeze a widget there)
 
-from dgm._validate import as_float_tensor, broadcast_batch, check_min_ndim, check_same_device
+from dgm._validate import as_float_tensor, check_min_ndim, check_same_device, diagonal_gaussian_args
 from dgm.divergences import gaussian_kl
 
 __all__ = [
@@ -200,18 +200,10 @@ def discretized_gaussian_log_prob(x, mean, logvar, bins: int = 256) -> torch.Ten
     Returns:
         ``(...)`` log-probability in nats, summed over ``D``; always ``<= 0``.
     """
-    x = as_float_tensor(x, "x")
-    mean = as_float_tensor(mean, "mean", like=x)
-    logvar = as_float_tensor(logvar, "logvar", like=x)
-    for name, t in (("x", x), ("mean", mean), ("logvar", logvar)):
-        check_min_ndim(t, name, 1, "(..., D)")
-    check_same_device(x=x, mean=mean, logvar=logvar)
-    broadcast_batch(x=x, mean=mean, logvar=logvar)
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2; got {bins!r}")
+    x, mean, logvar = diagonal_gaussian_args(x, mean, logvar)
     if x.device.type != "meta":
-        if not bool(torch.isfinite(logvar).all()):
-            raise ValueError("logvar must be finite (it is a log-variance); it contains NaN or infinity")
         if not bool(((x >= -1) & (x <= 1)).all()):
             raise ValueError(
                 f"x must lie in [-1, 1] (data scaled as 2·pixel/255 − 1); got values from {float(x.min()):g} "

@@ -13,6 +13,7 @@ import math
 import pytest
 import sympy as sp
 import torch
+from conftest import expect_check_fails as _fails
 
 from dgm import divergences as dv
 from dgm import linear_gaussian as lg
@@ -23,14 +24,6 @@ from dgm.distributions import gaussian_log_prob
 SUITES = ("visible", "hidden")
 
 
-@pytest.fixture(autouse=True)
-def allow_reference_calls(request, monkeypatch):
-    """Most tests build right and wrong answers from dgm's references, which the exercise forbids;
-    lift that rule except in the tests of the rule itself (marked ``forbid_rule``)."""
-    if "forbid_rule" not in request.keywords:
-        import dgm.checks.ch01 as ch01
-
-        monkeypatch.setattr(ch01, "FORBIDDEN", ())
 
 
 def kl_mc(mq, lq, mp, lp, S, generator, *, from_p=False, se_scale=1.0):
@@ -93,9 +86,6 @@ def test_every_task_of_exercise_1_is_tested_here():
 
 # --- wrong answers fail, with the promised diagnosis ----------------------------------------
 
-def _fails(task, answer, suite="visible", match=None):
-    with pytest.raises(CheckFailed, match=match):
-        check(task, answer, suite=suite)
 
 
 @pytest.mark.parametrize("suite", SUITES)

@@ -12,6 +12,7 @@ import math
 import pytest
 import sympy as sp
 import torch
+from conftest import expect_check_fails as _fails
 import torch.nn.functional as F
 
 from dgm import gan
@@ -21,14 +22,6 @@ from dgm.checks.ch05 import cg_derivation_start, cg_symbols
 SUITES = ("visible", "hidden")
 
 
-@pytest.fixture(autouse=True)
-def allow_reference_calls(request, monkeypatch):
-    """Right and wrong answers here call dgm.gan, which the exercise forbids; lift that rule except
-    in the tests of the rule itself (marked ``forbid_rule``)."""
-    if "forbid_rule" not in request.keywords:
-        import dgm.checks.ch05 as ch05
-
-        monkeypatch.setattr(ch05, "FORBIDDEN", ())
 
 
 def losses(real, fake):
@@ -75,9 +68,6 @@ def test_every_chapter5_task_is_tested_here():
     assert concept_tasks == set(CONCEPTS)
 
 
-def _fails(task, answer, suite="visible", match=None):
-    with pytest.raises(CheckFailed, match=match):
-        check(task, answer, suite=suite)
 
 
 # --- task 1: losses ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 import sympy as sp
 import torch
+from conftest import expect_check_fails as _fails
 
 import dgm.checks.ch07 as ch07
 from dgm.checks import CheckFailed, check, derivation_report
@@ -26,12 +27,6 @@ SUITES = ("visible", "hidden")
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "07-diffusion" / "07-diffusion.ipynb"
 
 
-@pytest.fixture(autouse=True)
-def allow_reference_calls(request, monkeypatch):
-    """Right and wrong answers below are built from dgm.diffusion, which the exercise forbids; lift the
-    rule except in the tests of the rule itself (marked ``forbid_rule``)."""
-    if "forbid_rule" not in request.keywords:
-        monkeypatch.setattr(ch07, "FORBIDDEN", ())
 
 
 def _d(betas):
@@ -81,9 +76,6 @@ def posterior_steps(*, complete=True, break_precision=False):
     return steps
 
 
-def _fails(task, answer, suite="visible", match=None):
-    with pytest.raises(CheckFailed, match=match):
-        check(task, answer, suite=suite)
 
 
 # --- correct answers pass -------------------------------------------------------------------
