@@ -1,4 +1,4 @@
-"""Command line of the grader: ``python -m autograder {release,check-release,grade,validate,make-samples}``."""
+"""Command line of the grader: ``python -m autograder {release,check-release,grade,merge,validate,make-samples}``."""
 
 from __future__ import annotations
 
@@ -25,9 +25,22 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("dir", type=Path, help="<student_id>.ipynb files, or <student_id>/<a>/<a>.ipynb")
     g.add_argument("--assignment", default=None, help="assignment id (default: the only one)")
     g.add_argument("--out", type=Path, default=None, help="report folder (default: autograder/reports)")
-    g.add_argument("--timeout-per-cell", type=int, default=cfg.CELL_TIMEOUT_S, metavar="S")
-    g.add_argument("--notebook-budget", type=int, default=cfg.NOTEBOOK_BUDGET_S, metavar="S")
+    g.add_argument("--timeout-per-cell", type=float, default=cfg.CELL_TIMEOUT_S, metavar="S",
+                   help="seconds per cell and per task's checks (default %(default)s)")
+    g.add_argument("--notebook-budget", type=float, default=cfg.NOTEBOOK_BUDGET_S, metavar="S",
+                   help="seconds per notebook, restarts included (default %(default)s)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel sandboxes (default: one per core)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="grade only shard I of N (0-based; e.g. a Kubernetes indexed Job's "
+                        "$JOB_COMPLETION_INDEX) and write OUT/results.json for `merge`")
+    g.add_argument("--seed", type=int, default=None, help="seed of the hidden checks' inputs (default: random; "
+                                                          "recorded in results.json)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    mg = sub.add_parser("merge", help="join the results.json of every shard into the full reports")
+    mg.add_argument("out", type=Path, help="report folder")
+    mg.add_argument("parts", type=Path, nargs="+", help="the shards' folders (or results.json files)")
 
     v = sub.add_parser("validate", help="run a notebook's tests, print pass/fail per test; exit 1 on failure")
     v.add_argument("notebook", type=Path)
@@ -73,9 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run = grade_folder(args.dir, args.assignment, args.out, cell_timeout=args.timeout_per_cell,
                                notebook_budget=args.notebook_budget, root=root,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, workers=args.workers, shard=args.shard,
+                               seed=args.seed)
         except GradingError as err:
             print(f"grading failed: {err}", file=sys.stderr)
+            return 2
+        print(run.summary)
+        return 0
+    if args.command == "merge":
+        from autograder.grade import GradingError, merge_folders
+
+        try:
+            run = merge_folders(args.parts, args.out, root=root)
+        except GradingError as err:
+            print(f"merge failed: {err}", file=sys.stderr)
             return 2
         print(run.summary)
         return 0

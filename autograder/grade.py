@@ -1,106 +1,70 @@
-"""``grade DIR``: autograde a folder of submissions into a grades CSV, feedback HTML and a summary.
+"""``grade DIR``: grade a folder of submissions — sandboxed, judged outside the student's process,
+in parallel, optionally as one shard of a cluster job.
 
-The pipeline, one step per function so that later work (sandboxed kernels, judgement outside the
-student's process, parallel workers; issue 3) can replace a step without touching the others:
+The pipeline, one function per step:
 
-1. :func:`discover` — find ``DIR/<student>.ipynb`` or nbgrader's ``DIR/<student>/<a>/<a>.ipynb``;
-   student ids are sanitised (:func:`sanitise_student_id`) so no id can leave its folder.
-2. :func:`check_submission` — readable JSON, valid nbformat, the right assignment; otherwise the
-   student gets status ``invalid`` and a reason, and the others go on. Duplicated answer cells
-   (a copy-paste) are repaired here (:func:`repair_duplicate_cells`).
-3. :func:`stage` — write each valid notebook into nbgrader's submitted layout of a fresh scratch
-   course (one folder per student, never mixed with an earlier run or the repository).
-4. :func:`run_student` — *run* the student's notebook: nbgrader's ``autograde`` (sanitise, execute
-   with per-cell timeouts and a notebook budget) for one student, in this process, so the app
-   start and the imports of nbgrader are paid once per batch; the kernel is a separate process.
-   nbgrader's ``SaveAutoGrades`` records the test cells' outcome in the scratch gradebook.
-5. :func:`judge` — read the recorded scores back as plain data and decide each student's status
-   (``graded``, ``timeout``, ``crashed``, ``invalid``) and reason.
-6. :func:`write_reports` — ``grades.csv``, ``feedback/<student>.html``, autograded notebooks, a
-   copy of the gradebook, ``timings.json``; :func:`format_summary` prints the per-task table.
+1. :func:`discover` — ``DIR/<student>.ipynb`` or nbgrader's ``DIR/<student>/<a>/<a>.ipynb``; student
+   ids are sanitised (:func:`sanitise_student_id`) so that no id can leave its folder.
+2. :func:`check_submission` — readable JSON with a list of cells, of this assignment; otherwise the
+   student's status is ``invalid`` with a reason, and the others go on.
+3. :func:`autograder.program.student_answers` — only the text of the answer cells is taken from the
+   submission (last copy of a duplicated cell; matched by grade id and cell type); everything else
+   comes from the instructors' source notebook (:func:`autograder.program.build_program`).
+4. :func:`grade_submission` — runs the program in a fresh sandbox (:mod:`autograder.sandbox`): set-up
+   and answer cells execute there; at each test cell the grader runs the task's checks
+   (:func:`dgm.checks.run_check`) in *its own* process, calling the student's functions in the sandbox
+   on inputs drawn now (:class:`RemoteFunction`) and reading values back as plain data
+   (:mod:`dgm.checks.wire`). A timeout or a crash kills the sandbox; a fresh one replays the cells
+   that had run and grading goes on, within the notebook's budget.
+5. :func:`grade_all` — every submission, on ``workers`` parallel sandboxes (threads here drive the
+   sandboxes; the student code runs in their processes); results come back to one thread, the only
+   writer of the reports.
+6. :func:`autograder.reports.write_reports` — grades.csv (per-task points, status, reason),
+   feedback HTML, histograms, the similarity report, results.json; :func:`write_autograded` — the
+   graded notebooks with their outputs, for hand grading.
+
+``--shard i/n`` grades every n-th submission (from the i-th, 0-based) and writes only
+``results.json``; :func:`merge` joins the shards' results into the full reports.
 
 Exit codes of the command: 0 when grading ran (whatever the students' statuses), 2 when grading
-itself failed (no such folder, no notebooks, unknown assignment, nbgrader broken).
+itself failed (no such folder, no notebooks, unknown assignment, no sandbox).
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
+import hashlib
 import json
 import logging
 import os
+import queue
 import re
-import shutil
+import secrets
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from autograder import nbgrader_config as cfg
-from autograder.course import REPO_ROOT, assignments, scratch_course, source_notebook
-from autograder.execute import BUDGET_ENAME, TIMEOUT_ENAME
+from autograder.course import REPO_ROOT, assignments, source_notebook
+from autograder.program import Program, ProgramError, build_program, student_answers, tasks_table
+from autograder.sandbox import Limits, Sandbox, SandboxFailure, SandboxUnavailable, check_available
 
 #: Every status a submission can end with.
-STATUSES = ("graded", "timeout", "crashed", "invalid")
-#: Fixed leading columns of grades.csv; one column per task follows.
-CSV_COLUMNS = ("student_id", "status", "reason", "total", "max_total")
+STATUSES = ("graded", "timeout", "out-of-memory", "crashed", "invalid")
 #: Largest submission read (bytes); a bigger file is ``invalid``.
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+RESULTS_FORMAT = "dgm-grading-results/1"
+
+log = logging.getLogger("autograder.grade")
 
 
 class GradingError(RuntimeError):
     """Grading itself could not run (as opposed to a student's notebook failing)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Tasks of an assignment
-# --------------------------------------------------------------------------------------------
-
-
-def task_of(grade_id: str) -> str:
-    """The task a graded cell belongs to: ``test_<task>_visible``/``_hidden`` → ``<task>``."""
-    task = grade_id
-    if task.startswith("test_"):
-        task = task[len("test_"):]
-        for suffix in ("_visible", "_hidden"):
-            if task.endswith(suffix):
-                task = task[: -len(suffix)]
-                break
-    return task
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    max_points: float
-    manual: bool  # graded by hand (a grade cell that is also an answer cell)
-
-
-def tasks_of(source: Path) -> list[Task]:
-    """The graded tasks of a source notebook, in notebook order."""
-    nb = nbformat.read(source, as_version=4)
-    order: list[str] = []
-    points: dict[str, float] = {}
-    manual: dict[str, bool] = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if not meta.get("grade"):
-            continue
-        name = task_of(meta["grade_id"])
-        if name not in points:
-            order.append(name)
-            points[name] = 0.0
-            manual[name] = False
-        points[name] += float(meta.get("points", 0))
-        manual[name] = manual[name] or bool(meta.get("solution"))
-    return [Task(n, points[n], manual[n]) for n in order]
 
 
 def answer_ids(source: Path) -> set[str]:
@@ -111,7 +75,7 @@ def answer_ids(source: Path) -> set[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# 1. discover
+# 1. discover, 2. check
 # --------------------------------------------------------------------------------------------
 
 
@@ -124,8 +88,6 @@ class Submission:
     path: Path
     status: str = "pending"
     notes: list[str] = field(default_factory=list)
-    scores: dict[str, float | None] = field(default_factory=dict)  # task → points (None: by hand)
-    seconds: float = 0.0
     notebook: nbformat.NotebookNode | None = None
 
     @property
@@ -206,225 +168,438 @@ def check_submission(sub: Submission, assignment: str, expected_answers: set[str
                            f"column {err.colno}; a truncated or corrupted file?)")
     if not isinstance(raw, dict) or "cells" not in raw:
         return sub.invalid("not a notebook: JSON without a list of cells")
+    if not isinstance(raw["cells"], list) or not all(isinstance(c, dict) for c in raw["cells"]):
+        return sub.invalid("not a notebook: its cells are not a list of cells")
+    nb = nbformat.from_dict(raw)
     try:
-        with warnings.catch_warnings():  # duplicate cell ids are repaired by nbformat, quietly
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nb = nbformat.reads(text, as_version=4)
             nbformat.validate(nb)
-    except Exception as err:  # nbformat raises several validation/reader errors
-        return sub.invalid(f"not a valid notebook: {str(err).splitlines()[0][:200]}")
-    present = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+    except Exception as err:  # noqa: BLE001 - only a note: the answer cells are read anyway
+        sub.notes.append(f"the notebook does not follow nbformat's schema ({str(err).splitlines()[0][:120]}); "
+                         "its answer cells were read anyway")
+    present = set()
+    for c in nb.cells:
+        meta = c.get("metadata", {})
+        gid = meta.get("nbgrader", {}).get("grade_id") if isinstance(meta, dict) and isinstance(meta.get("nbgrader"), dict) else None
+        if isinstance(gid, str):
+            present.add(gid)
     if expected_answers and not (present & expected_answers):
         return sub.invalid(f"not a {assignment} notebook: none of its answer cells "
                            f"({', '.join(sorted(expected_answers)[:4])}...) are present")
-    sub.notes.extend(repair_duplicate_cells(nb))
     sub.notebook = nb
 
 
-def repair_duplicate_cells(nb: nbformat.NotebookNode) -> list[str]:
-    """Keep nbgrader metadata on the last copy of each duplicated grade_id only; returns notes.
-
-    nbgrader's ``DeduplicateIds`` blanks the metadata of earlier copies to ``{}``, which then fails
-    ``CheckCellMetadata`` and zeroes the whole notebook (measured with 0.9.6). Removing the key
-    makes the earlier copies ordinary cells: they still run, in order, as the student wrote them.
-    """
-    seen: dict[str, int] = {}
-    for cell in reversed(nb.cells):
-        meta = cell.metadata.get("nbgrader")
-        if not meta or "grade_id" not in meta:
-            continue
-        gid = meta["grade_id"]
-        seen[gid] = seen.get(gid, 0) + 1
-        if seen[gid] > 1:
-            del cell.metadata["nbgrader"]
-    return [f"cell {gid!r} appears {n} times; the last copy was graded"
-            for gid, n in sorted(seen.items()) if n > 1]
 
 
 # --------------------------------------------------------------------------------------------
-# 3. stage, 4. run
+# 4. one submission in its sandbox
 # --------------------------------------------------------------------------------------------
 
-
-def stage(course: Path, assignment: str, sub: Submission) -> Path:
-    """Write ``sub``'s notebook into ``course``'s submitted layout; returns its path."""
-    folder = (course / cfg.SUBMITTED_DIR / sub.student_id / assignment).resolve()
-    if (course / cfg.SUBMITTED_DIR).resolve() not in folder.parents:
-        raise GradingError(f"student id {sub.student_id!r} escapes the submitted folder")
-    folder.mkdir(parents=True, exist_ok=False)
-    path = folder / f"{assignment}.ipynb"
-    nbformat.write(sub.notebook, path)
-    return path
+_OOM = re.compile(r"MemoryError|can't allocate memory|not enough memory|out of memory|Cannot allocate memory")
 
 
-@contextmanager
-def _environment(extra: dict[str, str]) -> Iterator[None]:
-    """Set environment variables (inherited by the kernels started inside) and restore them."""
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
+class Runner:
+    """A submission's sandbox over its whole grading: starts it, restarts it after a timeout or a
+    crash (replaying the cells that had run), and enforces the per-step and per-notebook limits."""
+
+    def __init__(self, limits: Limits, slot: int, hidden_modules: tuple[str, ...]) -> None:
+        self.limits, self.slot, self.hidden_modules = limits, slot, hidden_modules
+        self.sandbox: Sandbox | None = None
+        self.replay: list[str] = []
+        self.starts = 0
+        self.budget_end = time.monotonic() + limits.notebook_budget
+        self.step_end = self.budget_end
+        self.events: list[tuple[str, str]] = []   # (kind, where): timeout, oom, died, protocol, budget
+
+    def begin_step(self) -> None:
+        self.step_end = min(time.monotonic() + self.limits.cell_timeout, self.budget_end)
+
+    @property
+    def out_of_budget(self) -> bool:
+        return time.monotonic() >= self.budget_end
+
+    @property
+    def exhausted(self) -> bool:
+        return self.starts > self.limits.max_restarts
+
+    def _ensure(self) -> Sandbox:
+        if self.sandbox is not None and self.sandbox.alive:
+            return self.sandbox
+        if self.sandbox is not None:
+            self.sandbox.close()
+        if self.exhausted:
+            raise SandboxFailure("died", f"the kernel was restarted {self.limits.max_restarts} times; "
+                                         "the rest of the notebook was not run")
+        self.starts += 1
+        self.sandbox = Sandbox(self.limits, self.slot, self.hidden_modules)
+        self.sandbox.start(deadline=self.budget_end)
+        for code in self.replay:  # a fresh kernel: the cells that had run, in order
+            reply = self.sandbox.request("run_cell", self.budget_end, code=code)
+            if not reply.get("ok"):
+                break
+        return self.sandbox
+
+    def request(self, op: str, **fields: Any) -> dict:
+        sandbox = self._ensure()
+        return sandbox.request(op, self.step_end, **fields)
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+
+class RemoteFunction:
+    """A student's function that lives in a sandbox; :func:`dgm.checks._core.call` calls it through
+    :meth:`invoke_remote`, and :func:`dgm.checks._core.forbid_calls` reads its source instead of its
+    objects (:meth:`forbidden_uses`)."""
+
+    def __init__(self, runner: Runner, name: str, sources: list[str]) -> None:
+        self.runner, self.name, self.sources = runner, name, sources
+
+    def __repr__(self) -> str:
+        return f"<student function {self.name}>"
+
+    def invoke_remote(self, args: list, grad) -> Any:
+        from dgm.checks import wire
+        from dgm.checks._core import Outcome
+
+        reply = self.runner.request("call", name=self.name, args=[wire.encode(a) for a in args],
+                                    grad=None if grad is None else grad.as_dict())
+        if not reply.get("ok"):
+            return Outcome(error_type="Error", error_message=str(reply.get("error", ""))[:300])
+        outcome = Outcome(error_type=_str_or_none(reply.get("error_type")),
+                          error_message=str(reply.get("error_message", ""))[:500],
+                          stage="grad" if reply.get("stage") == "grad" else "call",
+                          mutated=reply.get("mutated") is True,
+                          differentiable=reply.get("differentiable") is not False)
+        if outcome.error_type and _OOM.search(f"{outcome.error_type}: {outcome.error_message}"):
+            self.runner.events.append(("oom", f"{self.name} in the checks"))
+        if outcome.error_type is None:
+            outcome.value = wire.decode(reply.get("value"))
+            grads = reply.get("grads")
+            if grad is not None and outcome.differentiable:
+                if not isinstance(grads, list):
+                    outcome.differentiable = False
+                else:
+                    outcome.grads = [wire.decode(g) for g in grads]
+        return outcome
+
+    def forbidden_uses(self, modules: tuple[str, ...]) -> list[str]:
+        from autograder.static import forbidden_uses
+
+        return forbidden_uses(self.sources, self.name, modules)
+
+
+def _str_or_none(x: Any) -> str | None:
+    return None if x is None else str(x)[:100]
+
+
+def check_seed(run_seed: int, student_id: str, grade_id: str, index: int) -> int:
+    """The hidden suite's seed for one check: fixed by the run's seed and the check's place, so a
+    student's result never depends on who else is graded, in what order, or on how many workers."""
+    digest = hashlib.sha256(f"{run_seed}/{student_id}/{grade_id}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 2
+
+
+def hidden_modules_for(assignment: str) -> tuple[str, ...]:
+    """The ``dgm`` modules an assignment's answers re-implement (hidden in its sandbox)."""
+    return tuple(m for m in forbidden_for(assignment) if m.startswith("dgm."))
+
+
+def forbidden_for(assignment: str) -> tuple[str, ...]:
+    import importlib
+
+    match = re.match(r"(\d+)", assignment)
+    if not match:
+        return ()
     try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        module = importlib.import_module(f"dgm.checks.ch{int(match.group(1)):02d}")
+    except ImportError:
+        return ()
+    return tuple(getattr(module, "FORBIDDEN", ()))
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def errors(self) -> list[str]:
-        out = []
-        for r in self.records:
-            if r.levelno >= logging.ERROR:
-                try:
-                    out.append(r.getMessage())
-                except Exception:  # noqa: BLE001 - a badly formatted log message
-                    out.append(str(r.msg))
-        return out
+def _cell_record(step_kind: str, grade_id: str | None, source: str) -> dict:
+    return {"kind": step_kind, "grade_id": grade_id, "source": source, "stdout": "", "stderr": "", "error": None}
 
 
-def _converter_logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(f"autograder.nbgrader.{name}")
-    logger.handlers = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.WARNING)
-    return logger
+def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot: int = 0, run_seed: int = 0,
+                     hidden_modules: tuple[str, ...] = ()) -> dict:
+    """Grade one valid submission in its own sandbox; returns its record (plain data, see
+    :mod:`autograder.reports` for the schema)."""
+    from dgm.checks import CheckFailed, run_check
+    from dgm.checks.wire import WireError, decode
 
-
-def _coursedir(config, assignment: str, student: str = "*"):
-    from nbgrader.coursedir import CourseDirectory
-
-    coursedir = CourseDirectory(config=config)
-    coursedir.assignment_id = assignment
-    coursedir.student_id = student
-    return coursedir
-
-
-def prepare_course(course: Path, assignment: str, config) -> None:
-    """Register the assignment in the scratch course's gradebook (nbgrader generate_assignment)."""
-    from nbgrader.converters import GenerateAssignment
-
-    handler = _Capture()
-    converter = GenerateAssignment(coursedir=_coursedir(config, assignment), config=config)
-    converter.log = _converter_logger("generate", handler)
-    converter.force = True
-    try:
-        converter.start()
-    except Exception as err:
-        raise GradingError(f"nbgrader generate_assignment failed for {assignment}: {err}; "
-                           + " | ".join(handler.errors()[:3])) from err
-
-
-@dataclass
-class RunResult:
-    """What running one student's notebook produced (before any judgement)."""
-
-    error: str | None          # why nbgrader could not finish the notebook, if it could not
-    autograded: Path | None    # the executed notebook, when there is one
-    seconds: float
-
-
-def run_student(course: Path, assignment: str, student_id: str, config) -> RunResult:
-    """Run nbgrader autograde (``--force``) for one staged student in the scratch ``course``."""
-    from nbgrader.converters import Autograde
-
-    handler = _Capture()
-    converter = Autograde(coursedir=_coursedir(config, assignment, student_id), config=config)
-    converter.log = _converter_logger("autograde", handler)
-    converter.force = True
     start = time.perf_counter()
-    error = None
+    answers, notes = student_answers(sub.notebook, program)
+    tasks = tasks_table(program)
+    record = {"student_id": sub.student_id, "origin": sub.origin, "status": "graded",
+              "reasons": list(sub.notes) + notes, "scores": {}, "total": 0.0, "max_total": 0.0, "seconds": 0.0,
+              "answers": {gid: src for gid, src in answers.items()}, "cells": []}
+    cells = record["cells"]
+    points: dict[str, float] = {t["name"]: 0.0 for t in tasks if not t["manual"]}
+    manual_answered: set[str] = set()
+    answer_sources = [answers.get(s.grade_id, s.source) for s in program.steps if s.kind == "answer"]
+    runner = Runner(limits, slot, hidden_modules)
+    stopped: str | None = None
     try:
-        with _environment(cfg.KERNEL_ENV), warnings.catch_warnings():
-            # nbgrader's gradebook emits SQLAlchemy warnings when a notebook crashed
-            warnings.simplefilter("ignore")
-            converter.start()
-    except Exception as err:  # NbGraderException after nbgrader logged the cause
-        messages = [m for m in handler.errors() if m.strip()]
-        error = _crash_reason(messages) or f"{type(err).__name__}: {err}"
-    seconds = time.perf_counter() - start
-    out = course / cfg.AUTOGRADED_DIR / student_id / assignment / f"{assignment}.ipynb"
-    return RunResult(error=error, autograded=out if out.is_file() else None, seconds=seconds)
-
-
-def _crash_reason(messages: list[str]) -> str:
-    """The most telling of nbgrader's error messages about a failed notebook."""
-    for needle, reason in (("Kernel died", "the kernel died (os._exit, a crash, or out of memory)"),
-                           ("unresponsive", "the kernel became unresponsive and could not be interrupted"),
-                           ("Timeout waiting for", "a cell ran past its time limit")):
-        if any(needle in m for m in messages):
-            return reason
-    for m in messages:
-        lines = [ln for ln in m.strip().splitlines() if ln.strip()]
-        if lines and not lines[0].startswith("There was an error processing"):
-            return lines[-1][:300]
-    return messages[-1].strip().splitlines()[-1][:300] if messages else ""
-
-
-# --------------------------------------------------------------------------------------------
-# 5. judge
-# --------------------------------------------------------------------------------------------
-
-
-def judge(course: Path, assignment: str, config, sub: Submission, run: RunResult, tasks: list[Task]) -> None:
-    """Read ``sub``'s recorded scores from the scratch gradebook and set its status and reason."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    sub.seconds = run.seconds
-    sub.scores = {t.name: (None if t.manual else 0.0) for t in tasks}
-    if run.error is not None or run.autograded is None:
-        sub.status = "crashed"
-        sub.notes.append(run.error or "nbgrader produced no graded notebook")
-        return
-    with Gradebook(config.CourseDirectory.db_url, cfg.COURSE_ID) as gb:
-        try:
-            nb_record = gb.find_submission_notebook(assignment, assignment, sub.student_id)
-        except MissingEntry:
-            sub.status = "crashed"
-            sub.notes.append("no grades were recorded")
-            return
-        by_task: dict[str, float] = {}
-        pending: set[str] = set()   # answered manual tasks: waiting for a person
-        for grade in nb_record.grades:
-            name = task_of(grade.name)
-            if grade.needs_manual_grade or (grade.auto_score is None and grade.manual_score is None):
-                pending.add(name)
+        for step in program.steps:
+            if step.kind == "markdown":
+                cells.append({"kind": "markdown", "grade_id": None, "source": step.source})
                 continue
-            by_task[name] = by_task.get(name, 0.0) + float(grade.score)
-        for t in tasks:
-            if t.name in pending:
-                sub.scores[t.name] = None
-            elif t.name in by_task:
-                sub.scores[t.name] = by_task[t.name]
-    sub.status = "graded"
-    executed = nbformat.read(run.autograded, as_version=4)
-    timed_out: list[str] = []
-    for index, cell in enumerate(executed.cells):
-        enames = {o.get("ename") for o in cell.get("outputs", []) if o.get("output_type") == "error"}
-        where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
-        if BUDGET_ENAME in enames:
-            sub.status = "timeout"
-            sub.notes.append(f"the notebook used up its {config.BudgetedExecute.notebook_budget} s budget "
-                             f"(interrupted in {timed_out[-1] if timed_out else where}); "
-                             f"{where} and the cells after it were not run")
-            return
-        if TIMEOUT_ENAME in enames:
-            timed_out.append(where)
-    if timed_out:
-        sub.status = "timeout"
-        sub.notes.append(f"{', '.join(timed_out)} ran past the {config.Execute.timeout} s limit per cell")
+            if step.kind == "manual":
+                text = answers.get(step.grade_id, step.source)
+                cells.append({"kind": "manual", "grade_id": step.grade_id, "source": text,
+                              "max_points": step.points})
+                if text.strip() != step.source.strip():
+                    manual_answered.add(step.task)
+                continue
+            if step.kind in ("code", "answer"):
+                source = step.source if step.kind == "code" else answers.get(step.grade_id, step.source)
+                rec = _cell_record(step.kind, step.grade_id, source)
+                cells.append(rec)
+                if step.cell_type != "code":
+                    continue
+                if stopped:
+                    rec["error"] = {"ename": "NotRun", "evalue": stopped}
+                    continue
+                runner.begin_step()
+                where = step.grade_id or "the set-up cell"
+                try:
+                    reply = runner.request("run_cell", code=source)
+                except SandboxFailure as failure:
+                    runner.events.append((failure.kind, where))
+                    rec["error"] = {"ename": _failure_name(failure.kind), "evalue": str(failure)}
+                    if runner.out_of_budget or runner.exhausted:
+                        stopped = _stop_reason(runner, limits)
+                    continue
+                for key in ("stdout", "stderr"):
+                    rec[key] = str(reply.get(key, ""))[: limits.output_chars]
+                if reply.get("dropped"):
+                    rec["stderr"] += f"\n[... {int(reply['dropped'])} more characters of output were not kept]"
+                if reply.get("ok"):
+                    runner.replay.append(source)
+                else:
+                    ename, evalue = str(reply.get("ename", "Error"))[:100], str(reply.get("evalue", ""))[:2000]
+                    rec["error"] = {"ename": ename, "evalue": evalue}
+                    if _OOM.search(f"{ename}: {evalue}"):
+                        runner.events.append(("oom", where))
+                continue
+            # a test cell: the grader runs the checks
+            rec = {"kind": "test", "grade_id": step.grade_id, "task": step.task, "points": 0.0,
+                   "max_points": step.points, "checks": []}
+            cells.append(rec)
+            passed_all = True
+            for index, call in enumerate(step.checks):
+                if stopped:
+                    rec["checks"].append({"suite": call.suite, "passed": False, "message": f"not run: {stopped}"})
+                    passed_all = False
+                    continue
+                runner.begin_step()
+                try:
+                    answer = _resolve_answer(runner, call, answer_sources, decode)
+                    run_check(call.task, answer, suite=call.suite, expected=call.expected,
+                              seed=check_seed(run_seed, sub.student_id, step.grade_id, index))
+                    message, passed = f"{call.task}: all {call.suite} checks passed", True
+                except CheckFailed as err:
+                    message, passed = str(err)[:2000], False
+                except SandboxFailure as failure:
+                    runner.events.append((failure.kind, f"the checks of {call.task}"))
+                    message, passed = f"[{call.task}] the checks stopped: {failure}", False
+                    if runner.out_of_budget or runner.exhausted:
+                        stopped = _stop_reason(runner, limits)
+                except WireError as err:
+                    message, passed = (f"[{call.task}] your answer sent something the grader cannot read ({err}); "
+                                       "return tensors, numbers, strings or tuples of them"), False
+                except Exception as err:  # noqa: BLE001 - a fault in the checks themselves: logged, not shown
+                    log.exception("checks of %s failed on %s", call.task, sub.student_id)
+                    message, passed = (f"[{call.task}] the checks could not run on your answer "
+                                       f"({type(err).__name__}); tell your instructor"), False
+                passed_all = passed_all and passed
+                rec["checks"].append({"suite": call.suite, "passed": passed, "message": message})
+            if passed_all:
+                rec["points"] = step.points
+                points[step.task] = points.get(step.task, 0.0) + step.points
+    finally:
+        runner.close()
+    record["scores"] = {t["name"]: (None if t["manual"] else points.get(t["name"], 0.0)) for t in tasks}
+    record["total"] = sum(points.values())
+    record["max_total"] = sum(t["max_points"] for t in tasks if not t["manual"])
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    record["status"], reasons = _status(runner.events, limits, stopped)
+    record["reasons"].extend(reasons)
+    return record
 
 
-def total(sub: Submission, tasks: list[Task]) -> float:
-    return sum(sub.scores.get(t.name) or 0.0 for t in tasks if not t.manual)
+def _resolve_answer(runner: Runner, call, sources: list[str], decode) -> Any:
+    from dgm.checks import CheckFailed
+
+    reply = runner.request("get", name=call.answer_name)
+    kind = reply.get("kind")
+    if kind == "missing" or not reply.get("ok"):
+        raise CheckFailed(f"[{call.task}] `{call.answer_name}` is not defined: did its answer cell raise an error?")
+    if kind == "function":
+        return RemoteFunction(runner, call.answer_name, sources)
+    return decode(reply.get("value"))
+
+
+def _failure_name(kind: str) -> str:
+    return {"timeout": "Timeout", "oom": "OutOfMemory", "protocol": "KernelProtocolError"}.get(kind, "KernelDied")
+
+
+def _stop_reason(runner: Runner, limits: Limits) -> str:
+    if runner.out_of_budget:
+        runner.events.append(("budget", ""))
+        return f"the notebook used up its {limits.notebook_budget:g} s budget"
+    return f"the kernel failed {runner.starts} times"
+
+
+def _status(events: list[tuple[str, str]], limits: Limits, stopped: str | None) -> tuple[str, list[str]]:
+    """The submission's status and reasons from what happened in its sandbox."""
+    reasons = []
+    kinds = [k for k, _ in events]
+    timeouts = [w for k, w in events if k == "timeout"]
+    ooms = [w for k, w in events if k == "oom"]
+    deaths = [(k, w) for k, w in events if k in ("died", "protocol")]
+    if timeouts:
+        reasons.append(f"{', '.join(dict.fromkeys(timeouts))} ran past the {limits.cell_timeout:g} s limit")
+    if ooms:
+        reasons.append(f"out of memory in {', '.join(dict.fromkeys(ooms))} (limit {limits.memory_bytes // 2**20} MiB)")
+    if deaths:
+        reasons.append("the kernel died in " + ", ".join(dict.fromkeys(w for _, w in deaths)))
+    if stopped:
+        reasons.append(stopped + "; the cells after it were not run")
+    if "budget" in kinds or timeouts:
+        return "timeout", reasons
+    if ooms:
+        return "out-of-memory", reasons
+    if deaths or stopped:
+        return "crashed", reasons
+    return "graded", reasons
+
+
+def invalid_record(sub: Submission, program: Program) -> dict:
+    tasks = tasks_table(program)
+    return {"student_id": sub.student_id, "origin": sub.origin, "status": "invalid", "reasons": list(sub.notes),
+            "scores": {t["name"]: (None if t["manual"] else 0.0) for t in tasks}, "total": 0.0,
+            "max_total": sum(t["max_points"] for t in tasks if not t["manual"]), "seconds": 0.0,
+            "answers": {}, "cells": []}
+
+
+# --------------------------------------------------------------------------------------------
+# 5. the class, in parallel; shards
+# --------------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def grade_all(subs: list[Submission], program: Program, limits: Limits, *, workers: int = 1, run_seed: int = 0,
+              progress: bool = True) -> list[dict]:
+    """Records of every submission (invalid ones included), sorted by student id."""
+    from tqdm import tqdm
+
+    hidden = hidden_modules_for(program.assignment)
+    records = [invalid_record(s, program) for s in subs if s.status == "invalid"]
+    valid = [s for s in subs if s.status != "invalid"]
+    slots: queue.Queue[int] = queue.Queue()
+    for i in range(max(1, workers)):
+        slots.put(i)
+
+    def one(sub: Submission) -> dict:
+        slot = slots.get()
+        try:
+            return grade_submission(sub, program, limits, slot=slot, run_seed=run_seed, hidden_modules=hidden)
+        finally:
+            slots.put(slot)
+
+    bar = tqdm(total=len(valid), desc=f"grading {program.assignment}", unit="nb", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grade") as pool:
+        futures = {pool.submit(one, s): s for s in valid}
+        for future in as_completed(futures):
+            sub = futures[future]
+            try:
+                records.append(future.result())
+            except SandboxUnavailable:
+                raise
+            except Exception as err:  # noqa: BLE001 - one student's failure never stops the class
+                log.exception("grading %s failed", sub.student_id)
+                rec = invalid_record(sub, program)
+                rec["status"] = "crashed"
+                rec["reasons"].append(f"grading this submission failed ({type(err).__name__}: {err})")
+                records.append(rec)
+            bar.set_postfix_str(sub.student_id)
+            bar.update()
+    bar.close()
+    return sorted(records, key=lambda r: r["student_id"])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0 ≤ i < n) → (i, n)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise GradingError(f"--shard must look like i/n (0-based, e.g. 0/4); got {text!r}")
+    i, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise GradingError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def select_shard(subs: list[Submission], shard: tuple[int, int]) -> list[Submission]:
+    """The submissions of shard ``i`` of ``n``: every n-th in the sorted order, from the i-th."""
+    i, n = shard
+    return [s for k, s in enumerate(sorted(subs, key=lambda s: s.student_id)) if k % n == i]
+
+
+def results_object(program: Program, records: list[dict], run_seed: int, shard: tuple[int, int],
+                   limits: Limits) -> dict:
+    return {"format": RESULTS_FORMAT, "assignment": program.assignment, "seed": str(run_seed),
+            "shard": list(shard), "limits": {"cell_timeout": limits.cell_timeout,
+                                             "notebook_budget": limits.notebook_budget},
+            "tasks": tasks_table(program), "submissions": records}
+
+
+def merge(parts: list[Path]) -> dict:
+    """One results object from the ``results.json`` of every shard; checks that the shards belong to
+    one run of one assignment, that none is missing and that no student appears twice."""
+    loaded = []
+    for part in parts:
+        path = Path(part) / "results.json" if Path(part).is_dir() else Path(part)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise GradingError(f"cannot read shard results {path}: {err}") from err
+        if data.get("format") != RESULTS_FORMAT:
+            raise GradingError(f"{path} is not a results file of this grader")
+        loaded.append((path, data))
+    if not loaded:
+        raise GradingError("nothing to merge")
+    first = loaded[0][1]
+    n = first["shard"][1]
+    seen_shards: set[int] = set()
+    students: dict[str, str] = {}
+    for path, data in loaded:
+        if data["assignment"] != first["assignment"] or data["shard"][1] != n or data["tasks"] != first["tasks"]:
+            raise GradingError(f"{path} belongs to another assignment or another split than {loaded[0][0]}")
+        i = data["shard"][0]
+        if i in seen_shards:
+            raise GradingError(f"shard {i}/{n} is given twice")
+        seen_shards.add(i)
+        for rec in data["submissions"]:
+            if rec["student_id"] in students:
+                raise GradingError(f"{rec['student_id']} appears in {students[rec['student_id']]} and {path}")
+            students[rec["student_id"]] = str(path)
+    missing = sorted(set(range(n)) - seen_shards)
+    if missing:
+        raise GradingError(f"shards missing: {', '.join(f'{i}/{n}' for i in missing)}")
+    seeds = sorted({d["seed"] for _, d in loaded})
+    records = sorted((r for _, d in loaded for r in d["submissions"]), key=lambda r: r["student_id"])
+    return {**first, "seed": seeds[0] if len(seeds) == 1 else ",".join(seeds), "shard": [0, 1],
+            "submissions": records}
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,131 +607,65 @@ def total(sub: Submission, tasks: list[Task]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{x:g}"
-
-
-def grades_csv(subs: list[Submission], tasks: list[Task]) -> str:
-    """The grades table: fixed columns, then one per task (blank: waiting for manual grading)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, *(t.name for t in tasks)])
-    max_total = sum(t.max_points for t in tasks if not t.manual)
-    for sub in sorted(subs, key=lambda s: s.student_id):
-        writer.writerow([sub.student_id, sub.status, sub.reason, _fmt(total(sub, tasks)), _fmt(max_total),
-                         *(_fmt(sub.scores.get(t.name)) for t in tasks)])
-    return buf.getvalue()
-
-
-def _placeholder_feedback(sub: Submission, assignment: str) -> str:
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(assignment)} — {html.escape(sub.student_id)}</title></head><body>\n"
-            f"<h1>{html.escape(assignment)}: feedback for {html.escape(sub.student_id)}</h1>\n"
-            f"<p>Your submission could not be graded automatically (status: "
-            f"<strong>{html.escape(sub.status)}</strong>).</p>\n"
-            f"<p>Reason: {html.escape(sub.reason or 'unknown')}</p>\n</body></html>\n")
-
-
-def generate_feedback(course: Path, assignment: str, config, subs: list[Submission]) -> dict[str, Path | None]:
-    """nbgrader generate_feedback for every student with a graded notebook, in one run (the HTML
-    templates load once); student id → HTML path, or None (with a note) where nbgrader failed."""
-    from nbgrader.converters import GenerateFeedback
-
-    graded = [s for s in subs if (course / cfg.AUTOGRADED_DIR / s.student_id / assignment).is_dir()]
-    if not graded:
-        return {}
-    handler = _Capture()
-    converter = GenerateFeedback(coursedir=_coursedir(config, assignment, "*"), config=config)
-    converter.log = _converter_logger("feedback", handler)
-    converter.force = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            converter.start()
-    except Exception:  # noqa: BLE001 - nbgrader goes on past a failing student; see below
-        pass
-    found: dict[str, Path | None] = {}
-    for sub in graded:
-        out = course / cfg.FEEDBACK_DIR / sub.student_id / assignment / f"{assignment}.html"
-        found[sub.student_id] = out if out.is_file() else None
-        if found[sub.student_id] is None:
-            sub.notes.append("feedback HTML could not be generated")
-    return found
-
-
-def write_reports(out: Path, course: Path, assignment: str, subs: list[Submission], tasks: list[Task],
-                  feedback: dict[str, Path | None], autograded: dict[str, Path | None]) -> dict[str, Path]:
-    """Write grades.csv, feedback/, autograded/, gradebook.db and timings.json under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    for sub_dir in ("feedback", "autograded"):
-        if (out / sub_dir).exists():
-            shutil.rmtree(out / sub_dir)
-        (out / sub_dir).mkdir()
-    (out / "grades.csv").write_text(grades_csv(subs, tasks), encoding="utf-8")
-    for sub in subs:
-        target = out / "feedback" / f"{sub.student_id}.html"
-        src = feedback.get(sub.student_id)
-        if src is not None:
-            shutil.copyfile(src, target)
-        else:
-            target.write_text(_placeholder_feedback(sub, assignment), encoding="utf-8")
-        graded = autograded.get(sub.student_id)
-        if graded is not None:
-            shutil.copyfile(graded, out / "autograded" / f"{sub.student_id}.ipynb")
-    db = course / cfg.GRADEBOOK_DIR / "gradebook.db"
-    if db.is_file():
-        shutil.copyfile(db, out / "gradebook.db")
-    (out / "timings.json").write_text(json.dumps(
-        {s.student_id: round(s.seconds, 3) for s in sorted(subs, key=lambda s: s.student_id)},
-        indent=1) + "\n", encoding="utf-8")
-    return {"grades": out / "grades.csv", "feedback": out / "feedback", "autograded": out / "autograded",
-            "gradebook": out / "gradebook.db", "timings": out / "timings.json"}
-
-
-def format_summary(assignment: str, subs: list[Submission], tasks: list[Task], paths: dict[str, Path],
-                   seconds: float) -> str:
-    """The per-task table (mean/max over students that ran), status counts and output paths."""
-    ran = [s for s in subs if s.status in ("graded", "timeout")]
-    lines = [f"Assignment {assignment}: {len(subs)} submission(s)", ""]
-    width = max([len("task"), len("TOTAL (automatic)"), *(len(t.name) for t in tasks)])
-    lines.append(f"{'task':<{width}}  {'max':>5}  {'mean':>6}  {'min':>5}  {'max got':>7}  {'full':>5}")
-    lines.append("-" * (width + 40))
-    for t in tasks:
-        if t.manual:
-            pending = sum(1 for s in ran if s.scores.get(t.name) is None)
-            lines.append(f"{t.name:<{width}}  {t.max_points:>5g}  graded by hand ({pending} waiting; "
-                         f"not in total)")
+def write_autograded(results: dict, out: Path) -> Path:
+    """``out/autograded/<student>.ipynb``: each graded notebook as it ran — sources, outputs, and each
+    test cell's outcome as a markdown cell (the checks' code is never in it)."""
+    folder = Path(out) / "autograded"
+    if folder.exists():
+        for old in folder.glob("*.ipynb"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for rec in results["submissions"]:
+        if not rec["cells"]:
             continue
-        got = [s.scores.get(t.name) or 0.0 for s in ran]
-        mean = sum(got) / len(got) if got else 0.0
-        full = sum(1 for g in got if g >= t.max_points)
-        lines.append(f"{t.name:<{width}}  {t.max_points:>5g}  {mean:>6.2f}  {min(got, default=0):>5g}  "
-                     f"{max(got, default=0):>7g}  {full:>5}")
-    max_total = sum(t.max_points for t in tasks if not t.manual)
-    totals = [total(s, tasks) for s in ran]
-    lines.append("-" * (width + 40))
-    lines.append(f"{'TOTAL (automatic)':<{width}}  {max_total:>5g}  "
-                 f"{(sum(totals) / len(totals) if totals else 0):>6.2f}  {min(totals, default=0):>5g}  "
-                 f"{max(totals, default=0):>7g}  {sum(1 for x in totals if x >= max_total):>5}")
-    lines.append("(mean/min/max over the submissions that ran: statuses graded and timeout)")
-    lines.append("")
-    counts = {st: sum(1 for s in subs if s.status == st) for st in STATUSES}
-    lines.append("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    for s in sorted(subs, key=lambda s: s.student_id):
-        if s.status != "graded" or s.reason:
-            lines.append(f"  {s.student_id}: {s.status}" + (f" — {s.reason}" if s.reason else ""))
-    timed = [s.seconds for s in subs if s.seconds > 0]
-    if timed:
-        lines.append(f"time: {seconds:.1f} s in all; per notebook run: mean {sum(timed) / len(timed):.1f} s, "
-                     f"max {max(timed):.1f} s")
-    lines.append("")
-    lines.append(f"grades:     {paths['grades']}")
-    lines.append(f"feedback:   {paths['feedback']}/<student_id>.html")
-    lines.append(f"autograded: {paths['autograded']}/<student_id>.ipynb")
-    lines.append(f"gradebook:  {paths['gradebook']}")
-    return "\n".join(lines)
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["dgm_grading"] = {"student_id": rec["student_id"], "status": rec["status"],
+                                      "reasons": rec["reasons"], "total": rec["total"], "max_total": rec["max_total"]}
+        for cell in rec["cells"]:
+            kind = cell["kind"]
+            if kind in ("markdown", "manual"):
+                md = nbformat.v4.new_markdown_cell(cell["source"])
+                if kind == "manual":
+                    md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "graded_by_hand": True,
+                                                  "max_points": cell.get("max_points")}
+                nb.cells.append(md)
+            elif kind in ("code", "answer"):
+                code = nbformat.v4.new_code_cell(cell["source"])
+                for name in ("stdout", "stderr"):
+                    if cell.get(name):
+                        code.outputs.append(nbformat.v4.new_output("stream", name=name, text=cell[name]))
+                if cell.get("error"):
+                    code.outputs.append(nbformat.v4.new_output("error", ename=cell["error"]["ename"],
+                                                               evalue=cell["error"]["evalue"], traceback=[]))
+                if cell["grade_id"]:
+                    code.metadata["dgm_grading"] = {"grade_id": cell["grade_id"]}
+                nb.cells.append(code)
+            elif kind == "test":
+                lines = [f"**{cell['grade_id']}**: {cell['points']:g} / {cell['max_points']:g}"]
+                lines += [f"- {'passed' if c['passed'] else 'FAILED'} ({c['suite']}): {c['message']}"
+                          for c in cell["checks"]]
+                md = nbformat.v4.new_markdown_cell("\n".join(lines))
+                md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "points": cell["points"],
+                                              "max_points": cell["max_points"]}
+                nb.cells.append(md)
+        target = (folder / f"{rec['student_id']}.ipynb").resolve()
+        if folder.resolve() not in target.parents:
+            raise GradingError(f"student id {rec['student_id']!r} escapes the report folder")
+        nbformat.write(nb, target)
+    return folder
+
+
+def write_all(results: dict, out: Path, program: Program, seconds: float | None = None) -> tuple[dict, str]:
+    """Every report of a (merged or unsharded) run; returns (paths, summary text)."""
+    from autograder import reports
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = reports.write_reports(results, out, stubs=program.stubs)
+    paths["autograded"] = write_autograded(results, out)
+    summary = reports.format_summary(results, seconds)
+    lines = [summary, ""] + [f"{name + ':':<12}{path}" for name, path in paths.items()]
+    return paths, "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,11 +676,15 @@ def format_summary(assignment: str, subs: list[Submission], tasks: list[Task], p
 @dataclass
 class GradingRun:
     assignment: str
-    submissions: list[Submission]
-    tasks: list[Task]
+    results: dict
     paths: dict[str, Path]
     seconds: float
     summary: str
+    submissions: list[Submission] = field(default_factory=list)
+
+    @property
+    def records(self) -> dict[str, dict]:
+        return {r["student_id"]: r for r in self.results["submissions"]}
 
 
 def resolve_assignment(root: Path, assignment: str | None, folder: Path | None = None) -> str:
@@ -617,43 +730,59 @@ def _detect_assignment(root: Path, known: list[str], folder: Path) -> set[str]:
     return found
 
 
-def grade_folder(folder: Path, assignment: str | None = None, out: Path | None = None,
-                 cell_timeout: int = cfg.CELL_TIMEOUT_S, notebook_budget: int = cfg.NOTEBOOK_BUDGET_S,
-                 root: Path = REPO_ROOT, progress: bool = True) -> GradingRun:
-    """Grade every submission in ``folder``; see the module docstring. Raises GradingError."""
-    from tqdm import tqdm
 
+def grade_folder(folder: Path, assignment: str | None = None, out: Path | None = None,
+                 cell_timeout: float = cfg.CELL_TIMEOUT_S, notebook_budget: float = cfg.NOTEBOOK_BUDGET_S,
+                 root: Path = REPO_ROOT, progress: bool = True, workers: int | None = None,
+                 shard: str | tuple[int, int] | None = None, seed: int | None = None,
+                 limits: Limits | None = None) -> GradingRun:
+    """Grade the submissions in ``folder`` (or shard ``i/n`` of them); see the module docstring.
+
+    Writes the full reports to ``out`` — or, for a shard of a split run (n > 1), only
+    ``out/results.json``, for :func:`merge`. Raises :class:`GradingError`.
+    """
     start = time.perf_counter()
     root = Path(root).resolve()
+    try:
+        check_available()
+    except SandboxUnavailable as err:
+        raise GradingError(str(err)) from err
     assignment = resolve_assignment(root, assignment, Path(folder))
     out = Path(out) if out is not None else root / "autograder" / "reports"
-    source = source_notebook(root, assignment)
-    tasks = tasks_of(source)
-    expected = answer_ids(source)
+    try:
+        program = build_program(root, assignment)
+    except ProgramError as err:
+        raise GradingError(str(err)) from err
+    expected = answer_ids(source_notebook(root, assignment))
     subs = discover(Path(folder), assignment)
+    shard_t = parse_shard(shard) if isinstance(shard, str) else (shard or (0, 1))
+    subs = select_shard(subs, shard_t)
     for sub in subs:
         check_submission(sub, assignment, expected)
-
-    autograded: dict[str, Path | None] = {}
-    with scratch_course(root, [assignment], prefix="dgm-grade-") as course:
-        config = cfg.course_config(course, cell_timeout=cell_timeout, notebook_budget=notebook_budget)
-        prepare_course(course, assignment, config)
-        valid = [s for s in subs if s.status != "invalid"]
-        for sub in valid:
-            stage(course, assignment, sub)
-        bar = tqdm(valid, desc=f"grading {assignment}", unit="nb", disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        for sub in bar:
-            bar.set_postfix_str(sub.student_id)
-            run = run_student(course, assignment, sub.student_id, config)
-            judge(course, assignment, config, sub, run, tasks)
-            autograded[sub.student_id] = run.autograded
-        bar.close()
-        feedback = generate_feedback(course, assignment, config, valid)
-        for sub in subs:
-            if sub.status == "invalid":
-                sub.scores = {t.name: (None if t.manual else 0.0) for t in tasks}
-        paths = write_reports(out, course, assignment, subs, tasks, feedback, autograded)
+    limits = limits or Limits(cell_timeout=float(cell_timeout), notebook_budget=float(notebook_budget))
+    run_seed = secrets.randbits(62) if seed is None else int(seed)
+    records = grade_all(subs, program, limits, workers=workers or default_workers(), run_seed=run_seed,
+                        progress=progress)
+    results = results_object(program, records, run_seed, shard_t, limits)
     seconds = time.perf_counter() - start
-    summary = format_summary(assignment, subs, tasks, paths, seconds)
-    return GradingRun(assignment, subs, tasks, paths, seconds, summary)
+    if shard_t[1] > 1:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "results.json"
+        path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        summary = (f"shard {shard_t[0]}/{shard_t[1]} of {assignment}: {len(records)} submission(s) in {seconds:.1f} s\n"
+                   f"results: {path}\nmerge every shard's folder with `python -m autograder merge OUT DIR...`")
+        return GradingRun(assignment, results, {"results": path}, seconds, summary, subs)
+    paths, summary = write_all(results, out, program, seconds)
+    return GradingRun(assignment, results, paths, seconds, summary, subs)
+
+
+def merge_folders(parts: list[Path], out: Path, root: Path = REPO_ROOT) -> GradingRun:
+    """``merge OUT DIR...``: the full reports of a run split into shards."""
+    start = time.perf_counter()
+    results = merge(parts)
+    try:
+        program = build_program(Path(root).resolve(), results["assignment"])
+    except ProgramError as err:
+        raise GradingError(str(err)) from err
+    paths, summary = write_all(results, Path(out), program, None)
+    return GradingRun(results["assignment"], results, paths, time.perf_counter() - start, summary)

@@ -4,8 +4,10 @@ A test cell reads ``check("gaussian_kl_diag", gaussian_kl_diag)``: the task's ch
 student's function on inputs, compare with ``dgm``'s reference implementation (or, for a
 derivation, with an independent numerical route), and raise :class:`CheckFailed` (an
 ``AssertionError``) with a message saying which property failed. Keeping every comparison here,
-rather than spelled out in each notebook, means judgement can later move out of the student's
-kernel by changing this module alone.
+rather than spelled out in each notebook, is what lets grading move judgement out of the student's
+kernel: the grader (:mod:`autograder.grade`) parses the test cells instead of running them, and
+runs the same checks in its own process on an answer that lives in a sandbox (see
+:func:`dgm.checks._core.invoke` and :mod:`dgm.checks.wire`).
 
 Two suites per task:
 
@@ -38,7 +40,7 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name.startswith("ch"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["check", "CheckFailed", "TASKS", "derivation_report", "kl_derivation_start", "kl_symbols"]
+__all__ = ["check", "run_check", "CheckFailed", "TASKS", "derivation_report", "kl_derivation_start", "kl_symbols"]
 
 
 def derivation_report(steps: Sequence, point: dict[str, float] | None = None) -> None:
@@ -59,11 +61,24 @@ def check(task: str, answer: Any, *, suite: str = "visible", expected: Any = Non
     Returns:
         None. Prints one line when every check passed.
     """
+    run_check(task, answer, suite=suite, expected=expected)
+    print(f"{task}: all {suite} checks passed")
+
+
+def run_check(task: str, answer: Any, *, suite: str = "visible", expected: Any = None, seed: int | None = None) -> None:
+    """The checks of ``task`` without the printed line: what :func:`check` and the grader share.
+
+    ``seed`` draws the hidden suite's inputs (default: a fresh random seed); the visible suite
+    always uses :data:`VISIBLE_SEED`. ``answer`` may be a function in this process or one in a
+    grading sandbox (an object with ``invoke_remote``, see :func:`dgm.checks._core.invoke`).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
     if suite not in ("visible", "hidden"):
         raise ValueError(f"suite must be 'visible' or 'hidden'; got {suite!r}")
-    seed = VISIBLE_SEED if suite == "visible" else secrets.randbits(62)
+    if suite == "visible":
+        seed = VISIBLE_SEED
+    elif seed is None:
+        seed = secrets.randbits(62)
     ctx = Ctx(task=task, hidden=suite == "hidden", gen=torch.Generator().manual_seed(seed))
     TASKS[task](ctx, answer, expected)
-    print(f"{task}: all {suite} checks passed")

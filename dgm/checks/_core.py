@@ -56,23 +56,119 @@ class Ctx:
 # --------------------------------------------------------------------------------------------
 
 
-def call(ctx: Ctx, fn: Callable, *args: Any, where: str) -> Any:
-    """Call the student's function on copies of ``args``; turn exceptions into failures."""
-    if not callable(fn):
-        ctx.fail(f"expected a function, got {type(fn).__name__}")
-    copies = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+@dataclass(frozen=True)
+class GradRequest:
+    """Which gradients :func:`call` should return along with the output.
+
+    ``inputs``: indices of tensor arguments to differentiate with respect to; ``params_of``: the
+    index of an ``nn.Module`` argument whose parameters to differentiate with respect to;
+    ``output``: which item of a tuple output to differentiate (None: the first item of a tuple, or
+    the output itself). The gradient is that of the selected output's ``sum()``.
+    """
+
+    inputs: tuple[int, ...] = ()
+    params_of: int | None = None
+    output: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"inputs": list(self.inputs), "params_of": self.params_of, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "GradRequest":
+        inputs = tuple(int(i) for i in d.get("inputs", ()))
+        params_of = d.get("params_of")
+        output = d.get("output")
+        return cls(inputs, None if params_of is None else int(params_of), None if output is None else int(output))
+
+
+@dataclass
+class Outcome:
+    """What calling an answer produced: its value, or the error it raised (type and message), and
+    the gradients asked for (None when the output does not depend differentiably on them)."""
+
+    value: Any = None
+    error_type: str | None = None
+    error_message: str = ""
+    stage: str = "call"            # "call" or "grad": where the error happened
+    mutated: bool = False          # the function changed one of its input tensors in place
+    grads: list | None = None
+    differentiable: bool = True
+
+
+def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = None) -> Outcome:
+    """Call ``fn(*args)`` in this process (the student's kernel, or a sandbox worker) and record
+    what happened; never raises for the student's errors."""
+    outcome = Outcome()
+    if grad is None:
+        copies = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+        call_args = list(args)
+    else:
+        call_args = [a.detach().clone().requires_grad_(i in grad.inputs) if isinstance(a, torch.Tensor)
+                     and a.is_floating_point() else a for i, a in enumerate(args)]
     try:
-        out = fn(*args)
-    except NotImplementedError:
+        out = fn(*call_args)
+    except Exception as err:  # noqa: BLE001 - any student error is recorded, not raised
+        outcome.error_type = type(err).__name__
+        outcome.error_message = _message(err)
+        return outcome
+    outcome.value = out
+    if grad is None:
+        outcome.mutated = any(isinstance(a, torch.Tensor) and (a.shape != c.shape or not torch.equal(a.detach(), c))
+                              for a, c in zip(args, copies))
+        return outcome
+    sel = out
+    if isinstance(out, tuple):  # a tuple output: its item ``grad.output``, by default the first
+        index = grad.output or 0
+        sel = out[index] if len(out) > index else None
+    if type(sel) is not torch.Tensor or not sel.requires_grad:  # noqa: E721
+        outcome.differentiable = False
+        return outcome
+    targets = [call_args[i] for i in grad.inputs]
+    if grad.params_of is not None:
+        targets += list(args[grad.params_of].parameters())
+    try:
+        outcome.grads = list(torch.autograd.grad(sel.sum(), targets, allow_unused=True))
+    except Exception as err:  # noqa: BLE001
+        outcome.error_type, outcome.error_message, outcome.stage = type(err).__name__, _message(err), "grad"
+    return outcome
+
+
+def _message(err: BaseException) -> str:
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = ""
+    return text[:500]
+
+
+def invoke(fn: Any, args: Sequence[Any], grad: GradRequest | None = None) -> Outcome:
+    """Call an answer: in this process, or — for an answer that lives in a grading sandbox (an
+    object with an ``invoke`` method, :class:`autograder.sandbox.RemoteFunction`) — over there."""
+    remote = getattr(type(fn), "invoke_remote", None)
+    if remote is not None:
+        return fn.invoke_remote(list(args), grad)
+    return invoke_local(fn, args, grad)
+
+
+def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = None) -> Any:
+    """Call the student's function on ``args``; turn its exceptions into failures.
+
+    Returns the output, or ``(output, grads)`` when ``grad`` is given (``grads`` is None when the
+    output does not depend differentiably on what ``grad`` names).
+    """
+    if getattr(type(fn), "invoke_remote", None) is None and not callable(fn):
+        ctx.fail(f"expected a function, got {type(fn).__name__}")
+    outcome = invoke(fn, args, grad)
+    if outcome.error_type == "NotImplementedError":
         ctx.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
-    except CheckFailed:
-        raise
-    except Exception as err:  # noqa: BLE001 - any student error becomes a readable failure
-        ctx.fail(f"{where}: your function raised {type(err).__name__}: {err}")
-    for a, c in zip(args, copies):
-        if isinstance(a, torch.Tensor) and (a.shape != c.shape or not torch.equal(a.detach(), c)):
-            ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")
-    return out
+    if outcome.error_type is not None:
+        stage = "under autograd" if outcome.stage == "grad" else "raised"
+        ctx.fail(f"{where}: your function {stage} {outcome.error_type}: {outcome.error_message}")
+    if outcome.mutated:
+        ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")
+    if grad is None:
+        return outcome.value
+    return outcome.value, (outcome.grads if outcome.differentiable else None)
 
 
 def describe(t: torch.Tensor) -> str:
@@ -120,32 +216,20 @@ def expect_pair(ctx: Ctx, out: Any, where: str) -> tuple[Any, Any]:
 
 
 def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torch.Tensor], wrt: Sequence[int],
-                  where: str) -> None:
-    """The student's output is differentiable and its gradients equal the reference's."""
-    def grads(f):
-        leaves = [a.detach().clone().requires_grad_(i in wrt) for i, a in enumerate(args)]
-        out = f(*leaves)
-        if isinstance(out, tuple):
-            out = out[0]
-        if not isinstance(out, torch.Tensor) or not out.requires_grad:
-            return None
-        gs = torch.autograd.grad(out.sum(), [leaves[i] for i in wrt], allow_unused=True)
-        return gs
-    try:
-        mine = grads(fn)
-    except NotImplementedError:
-        ctx.fail("not implemented yet")
-    except Exception as err:  # noqa: BLE001
-        ctx.fail(f"{where}: your function failed under autograd: {type(err).__name__}: {err}")
+                          where: str, output: int | None = None) -> None:
+    """The student's output (item ``output`` of a tuple, if given) is differentiable and the
+    gradients of its sum with respect to the arguments ``wrt`` equal those of ``ref``'s."""
+    _, mine = call(ctx, fn, *args, where=where, grad=GradRequest(inputs=tuple(wrt), output=output))
     if mine is None:
         ctx.fail(f"{where}: the result does not depend differentiably on the inputs "
                  "(did you use .item(), numpy, or .detach()? keep everything in torch)")
-    theirs = grads(ref)
-    for i, g, r in zip(wrt, mine, theirs):
-        if g is None or not bool(torch.allclose(g, r, rtol=1e-6, atol=1e-8)):
+    theirs = invoke_local(ref, args, GradRequest(inputs=tuple(wrt)))
+    if theirs.grads is None:
+        raise RuntimeError(f"the reference of {ctx.task} is not differentiable")
+    for i, g, r in zip(wrt, mine, theirs.grads):
+        if type(g) is not torch.Tensor or g.shape != r.shape or g.dtype != r.dtype \
+                or not bool(torch.allclose(g, r, rtol=1e-6, atol=1e-8)):  # noqa: E721
             ctx.fail(f"{where}: the gradient with respect to argument {i + 1} is wrong")
-
-
 
 
 def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], *, depth: int = 3) -> None:
@@ -158,6 +242,13 @@ def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], *, depth: int =
     another name is caught too, because the object's ``__module__`` is what counts.
     """
     import types
+
+    static = getattr(type(fn), "forbidden_uses", None)
+    if static is not None:  # an answer in a grading sandbox: read its source instead
+        uses = fn.forbidden_uses(tuple(modules))
+        if uses:
+            ctx.fail(f"your answer uses {uses[0]}; implement it yourself (the exercise rules list what you may call)")
+        return
 
     def names_of(code):
         yield from code.co_names

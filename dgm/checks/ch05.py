@@ -12,6 +12,7 @@ from torch import nn
 
 from dgm.checks._core import (
     Ctx,
+    GradRequest,
     call,
     concept,
     expect_derivation,
@@ -89,9 +90,11 @@ def _gan_losses(ctx: Ctx, fn: Callable, expected: Any) -> None:
     compare(_extreme(ctx, 7), _extreme(ctx, 6), _EXTREME)
     compare(_extreme(ctx, 4, torch.float32), _extreme(ctx, 4, torch.float32), _EXTREME + " (float32)", 1e-5, 1e-5)
     expect_same_gradients(ctx, fn, lambda r, f: discriminator_loss(r, f) + 0 * generator_loss_nonsaturating(f),
-                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(0, 1), where="gradients of the discriminator loss")
-    expect_same_gradients(ctx, lambda r, f: fn(r, f)[1], lambda r, f: generator_loss_nonsaturating(f),
-                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(1,), where="gradients of the generator loss")
+                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(0, 1), where="gradients of the discriminator loss",
+                          output=0)
+    expect_same_gradients(ctx, fn, lambda r, f: generator_loss_nonsaturating(f),
+                          [_logits(ctx, 6), _logits(ctx, 5)], wrt=(1,), where="gradients of the generator loss",
+                          output=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,12 +205,20 @@ def _density(ctx: Ctx, fn: Callable, expected: Any) -> None:
 
 
 def _critic(ctx: Ctx, in_shape: tuple[int, ...], dtype) -> nn.Module:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))
+    return critic_from_seed(seed, tuple(in_shape), dtype)
+
+
+def critic_from_seed(seed: int, in_shape: tuple[int, ...], dtype) -> nn.Module:
+    """The checks' critic: a tanh MLP on flattened inputs of shape ``in_shape``, weights drawn from
+    ``seed``. A factory (see :mod:`dgm.checks.wire`): a grading sandbox rebuilds the same network."""
+    from dgm.checks.wire import factory_object
     from dgm.nets import mlp
 
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))
     net = mlp(math.prod(in_shape), 16, 1, depth=2, activation="tanh", generator=torch.Generator().manual_seed(seed),
               dtype=dtype)
-    return nn.Sequential(nn.Flatten(), net) if len(in_shape) > 1 else net
+    net = nn.Sequential(nn.Flatten(), net) if len(in_shape) > 1 else net
+    return factory_object(net, "dgm.checks.ch05:critic_from_seed", seed, tuple(in_shape), dtype)
 
 
 def _gp_variant(critic, real, fake, eps, kind):
@@ -236,7 +247,7 @@ def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
         critic = _critic(ctx, shape[1:], dtype)
         real, fake = 1.5 * ctx.randn(*shape, dtype=dtype), ctx.randn(*shape, dtype=dtype) - 1
         eps = ctx.uniform(0, 1, shape[0], dtype=dtype)
-        got = call(ctx, fn, critic, real, fake, eps, where=where)
+        got, mine = call(ctx, fn, critic, real, fake, eps, where=where, grad=GradRequest(params_of=0))
         want = ref(critic, real, fake, epsilon=eps)
         hints = [(label, _gp_variant(critic, real, fake, eps, kind).detach()) for label, kind in (
             ("the squared norm is used: (‖∇f‖² - 1)² instead of (‖∇f‖ - 1)²", "squared_norm"),
@@ -244,17 +255,17 @@ def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
             ("ε weighs the generated points: use ε·real + (1 - ε)·fake", "swapped_eps"),
             ("the penalty is summed over the batch instead of averaged", "sum"))]
         expect_tensor(ctx, got, want, "the penalty", where, rtol, atol, hints=hints)
-        if not isinstance(got, torch.Tensor) or not got.requires_grad:
+        if mine is None:
             ctx.fail(f"{where}: the penalty does not depend on the critic's parameters — take the gradient with "
                      "torch.autograd.grad(..., create_graph=True) so the penalty can be trained")
         params = list(critic.parameters())
         # the last bias does not move ∇_x f, so its gradient is None (zero) for every correct answer
-        mine = torch.autograd.grad(got, params, allow_unused=True)
         theirs = torch.autograd.grad(ref(critic, real, fake, epsilon=eps), params, allow_unused=True)
         for p, g, r in zip(params, mine, theirs):
             g = torch.zeros_like(p) if g is None else g
             r = torch.zeros_like(p) if r is None else r
-            if not bool(torch.allclose(g, r, rtol=rtol, atol=atol)):
+            if type(g) is not torch.Tensor or g.shape != r.shape or g.dtype != r.dtype \
+                    or not bool(torch.allclose(g, r, rtol=rtol, atol=atol)):  # noqa: E721
                 ctx.fail(f"{where}: the gradient of the penalty with respect to the critic's weights is wrong "
                          "(did you detach the input gradient, or forget create_graph=True?)")
 

@@ -178,10 +178,18 @@ class _ToyEps:
         return torch.tanh(x) * (1 + t.to(x.dtype) / 10).reshape((-1,) + (1,) * (x.dim() - 1))
 
 
+def toy_eps() -> _ToyEps:
+    """The checks' noise predictor, as a factory (see :mod:`dgm.checks.wire`) so that a grading
+    sandbox builds the same model."""
+    from dgm.checks.wire import factory_object
+
+    return factory_object(_ToyEps(), "dgm.checks.ch07:toy_eps")
+
+
 @task("p_sample_step")
 def _p_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
     forbid_calls(ctx, fn, FORBIDDEN)
-    model = _ToyEps()
+    model = toy_eps()
 
     def compare(xt, t, betas, noise, variance, where):
         got = call(ctx, fn, model, xt, t, betas, noise, variance, where=where)

@@ -1,0 +1,376 @@
+"""The grading sandbox: one unprivileged worker process per submission, and the grader's side of
+the conversation with it.
+
+:class:`Sandbox` starts :mod:`autograder.worker` under bubblewrap (``bwrap``):
+
+* **its own namespaces**: no network (a new network namespace with only loopback), its own process
+  tree (``--unshare-pid``: killing the sandbox kills everything the student started), IPC and
+  hostname; ``--die-with-parent`` and a new session (no terminal to inject keystrokes into);
+* **a read-only view of the system** built from nothing: ``/usr`` and the few files of ``/etc`` that
+  programs need, the Python installation and the virtual environment, and the ``dgm`` package
+  alone — not the repository, so no ``solutions/``, gradebook, hidden tests or other students.
+  The reference modules an exercise re-implements are hidden (bound to ``/dev/null``: importing
+  them fails). The only writable place is a fresh, empty scratch folder (its home and ``TMPDIR``);
+* **an unprivileged user**: ``setpriv`` drops to a uid of its own (one per parallel slot, so a fork
+  bomb in one sandbox cannot exhaust another's process quota), with no capabilities, an empty
+  bounding set and ``no_new_privs``;
+* **caps** (``prlimit``): address space, processes, file size, open files and CPU seconds; wall-clock
+  time per request (a cell, a check) and per notebook is enforced here by killing the sandbox, and
+  a watchdog kills it when its scratch folder outgrows its cap;
+* **a clean environment**: nothing in it says "grading", and single-threaded maths libraries.
+
+Replies are read as JSON lines of bounded length from a pipe (never unpickled); whatever they say
+is only data for the checks in the grader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WORKER = Path(__file__).with_name("worker.py")
+SANDBOX_HOME = "/sandbox/home"
+WORKER_PATH = "/sandbox/grader/worker.py"
+#: files of /etc that programs in the sandbox read (dynamic linker, time zone, users, name service)
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
+             "hosts", "mime.types", "alternatives", "ssl/certs", "fonts")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one submission's sandbox."""
+
+    cell_timeout: float = 60.0              # seconds per cell, and per task's checks
+    notebook_budget: float = 600.0          # seconds for the whole notebook, restarts included
+    memory_bytes: int = 4 * 2**30           # address space of the worker (RLIMIT_AS)
+    processes: int = 64                     # processes and threads of the sandbox's user
+    file_bytes: int = 64 * 2**20            # largest file it may write
+    open_files: int = 256
+    scratch_bytes: int = 256 * 2**20        # everything it writes, together
+    output_chars: int = 64 * 1024           # kept of a cell's stdout and of its stderr
+    reply_bytes: int = 64 * 2**20           # longest reply line accepted from the worker
+    start_timeout: float = 90.0             # seconds for the worker to start (imports torch)
+    max_restarts: int = 3                   # fresh workers after a timeout or a crash
+
+
+class SandboxUnavailable(RuntimeError):
+    """Sandboxed grading cannot run on this machine (no bwrap, or not allowed to use it)."""
+
+
+class SandboxFailure(Exception):
+    """The worker did not answer: ``kind`` is ``timeout``, ``died``, ``oom`` or ``protocol``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def check_available() -> None:
+    """Raise :class:`SandboxUnavailable` with the fix when sandboxed grading cannot run here."""
+    if bwrap_path() is None:
+        raise SandboxUnavailable("bubblewrap is not installed: `apt-get install bubblewrap` (Debian/Ubuntu) "
+                                 "or `dnf install bubblewrap`; grading never runs student code unsandboxed")
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        raise SandboxUnavailable("setpriv (util-linux) is needed to drop privileges inside the sandbox")
+    if shutil.which("prlimit") is None:
+        raise SandboxUnavailable("prlimit (util-linux) is needed to cap the sandbox's resources")
+
+
+def sandbox_uid(slot: int) -> int:
+    """The unprivileged uid of parallel slot ``slot`` of this grader process: distinct per slot, and
+    per grader process (shards on one machine), so process quotas are never shared."""
+    return 200_000 + (os.getpid() % 20_000) * 16 + slot % 16
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts
+    return [str(Path(*parts[: i + 1])) for i in range(1, len(parts) - 1)]
+
+
+def _host_python_paths() -> list[str]:
+    """Folders the worker's Python needs: the installation, the virtual environment and every
+    site-packages folder on sys.path (the grader's own environment is the worker's)."""
+    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            paths.add(os.path.realpath(p))
+    # drop folders inside another one already bound
+    ordered = sorted(paths, key=len)
+    kept: list[str] = []
+    for p in ordered:
+        if not any(p == k or p.startswith(k + os.sep) for k in kept):
+            kept.append(p)
+    return kept
+
+
+def dgm_package_dir() -> str:
+    import dgm
+
+    return os.path.realpath(Path(dgm.__file__).parent)
+
+
+def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple[str, ...] = (),
+                  reply_fd: int = 3) -> list[str]:
+    """The argv that runs the worker in a sandbox whose only writable folder is ``scratch``; it
+    writes its replies to the inherited descriptor ``reply_fd``."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap is not installed")
+    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session", "--clearenv"]
+    unprivileged = os.geteuid() != 0
+    if unprivileged:
+        cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+    for top in ("bin", "lib", "lib64", "lib32", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            cmd += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            cmd += ["--ro-bind", str(host), str(host)]
+    cmd += ["--ro-bind", "/usr", "/usr", "--perms", "0755", "--dir", "/etc"]
+    for name in ETC_FILES:
+        host = Path("/etc") / name
+        if host.exists():
+            for a in _ancestors(str(host)):
+                if a != "/etc":
+                    cmd += ["--perms", "0755", "--dir", a]
+            cmd += ["--ro-bind", str(host), str(host)]
+    binds = [*_host_python_paths(), dgm_package_dir()]
+    made: set[str] = {"/", "/usr", "/etc"}
+    for path in binds:
+        for a in _ancestors(path + "/x"):
+            if a not in made and not a.startswith("/usr/"):
+                cmd += ["--perms", "0755", "--dir", a]
+                made.add(a)
+        cmd += ["--ro-bind", path, path]
+    package = dgm_package_dir()
+    for module in hidden_modules:
+        rel = module.split(".")[1:]
+        target = Path(package, *rel)
+        for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+            if candidate.exists():
+                cmd += ["--ro-bind", "/dev/null", str(candidate)]
+    cmd += ["--perms", "0755", "--dir", "/sandbox", "--perms", "0755", "--dir", "/sandbox/grader",
+            "--ro-bind", str(WORKER), WORKER_PATH,
+            "--bind", str(scratch), SANDBOX_HOME, "--perms", "0755", "--dir", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_HOME]
+    env = {"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_HOME, "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{SANDBOX_HOME}/.matplotlib",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+           "DGM_OUTPUT_LIMIT": str(limits.output_chars)}
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    cmd.append("--")
+    if not unprivileged:
+        cmd += [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    cpu = int(limits.notebook_budget + 30)
+    cmd += [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
+            f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", f"--cpu={cpu}", "--core=0", "--",
+            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd)]
+    return cmd
+
+
+def _scratch_size(root: Path, cap: int) -> int:
+    total = 0
+    stack = [str(root)]
+    while stack and total <= cap:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+class Sandbox:
+    """One running worker: :meth:`request` sends a request and waits for its reply or a deadline."""
+
+    def __init__(self, limits: Limits, slot: int = 0, hidden_modules: tuple[str, ...] = (),
+                 scratch_parent: str | None = None) -> None:
+        self.limits, self.slot, self.hidden_modules = limits, slot, tuple(hidden_modules)
+        self.scratch_parent = scratch_parent
+        self.proc: subprocess.Popen | None = None
+        self.scratch: Path | None = None
+        self._replies: queue.Queue = queue.Queue()
+        self._next_id = 1
+        self._failure: SandboxFailure | None = None
+        self._lock = threading.Lock()
+        self.startup_seconds = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, deadline: float | None = None) -> None:
+        check_available()
+        uid = sandbox_uid(self.slot)
+        self.scratch = Path(tempfile.mkdtemp(prefix="dgm-sandbox-", dir=self.scratch_parent))
+        os.chmod(self.scratch, 0o700)
+        if os.geteuid() == 0:
+            os.chown(self.scratch, uid, uid)
+        read_fd, write_fd = os.pipe()
+        cmd = build_command(self.scratch, uid, self.limits, self.hidden_modules, reply_fd=write_fd)
+        self._failure = None
+        self._replies = queue.Queue()
+        t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+        finally:
+            os.close(write_fd)
+        threading.Thread(target=self._read, args=(read_fd,), daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+        limit = self.limits.start_timeout if deadline is None else max(1.0, min(self.limits.start_timeout,
+                                                                                  deadline - time.monotonic()))
+        self._wait_for(0, time.monotonic() + limit, what="starting the kernel")
+        self.startup_seconds = time.monotonic() - t0
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            proc.wait()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def request(self, op: str, deadline: float, **fields: Any) -> dict:
+        """Send ``{"op": op, **fields}``; return the reply, or raise :class:`SandboxFailure` (after
+        killing the worker) if none comes before ``deadline`` (``time.monotonic()`` seconds)."""
+        if not self.alive:
+            raise SandboxFailure("died", "the kernel is not running")
+        rid = self._next_id
+        self._next_id += 1
+        line = json.dumps({"op": op, "id": rid, **fields}).encode("utf-8") + b"\n"
+        try:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._wait_for(-1, time.monotonic() + 2, what=op)  # collect the reason it died
+            raise SandboxFailure("died", "the kernel died") from None
+        return self._wait_for(rid, deadline, what=op)
+
+    def _wait_for(self, rid: int, deadline: float, what: str) -> dict:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                raise SandboxFailure("timeout", f"no answer within the time limit while {what}")
+            try:
+                item = self._replies.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if self._failure is not None:
+                    failure = self._failure
+                    self.close()
+                    raise failure from None
+                if self.proc is not None and self.proc.poll() is not None and self._replies.empty():
+                    failure = self._failure or self._death()
+                    self.close()
+                    raise failure from None
+                continue
+            if isinstance(item, SandboxFailure):
+                self.close()
+                raise item
+            if isinstance(item, dict) and item.get("id") == rid:
+                return item
+            # replies to earlier requests (after a timeout) and stray lines are ignored
+
+    def _death(self) -> SandboxFailure:
+        code = self.proc.poll() if self.proc is not None else None
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            if sig == "SIGXCPU":
+                return SandboxFailure("timeout", "the kernel used up its CPU time")
+            if sig == "SIGKILL":
+                return SandboxFailure("died", "the kernel was killed")
+            return SandboxFailure("died", f"the kernel died ({sig})")
+        return SandboxFailure("died", f"the kernel exited (exit code {code})")
+
+    def _read(self, fd: int) -> None:
+        cap = self.limits.reply_bytes
+        buf = bytearray()
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while True:
+                try:
+                    chunk = pipe.read(1 << 20)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = bytes(buf[:nl]), buf[nl + 1:]
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        continue
+                    self._replies.put(item)
+                if len(buf) > cap:
+                    self._failure = SandboxFailure("protocol", f"the kernel sent a reply longer than {cap} bytes")
+                    self._kill_quietly()
+                    break
+
+    def _watch(self) -> None:
+        cap = self.limits.scratch_bytes
+        while self.alive:
+            scratch = self.scratch
+            if scratch is not None and _scratch_size(scratch, cap) > cap:
+                self._failure = SandboxFailure("died", f"it wrote more than {cap // 2**20} MiB to its folder")
+                self._kill_quietly()
+                return
+            time.sleep(0.5)
+
+    def _kill_quietly(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
