@@ -241,8 +241,14 @@ class Runner:
         return self.sandbox
 
     def request(self, op: str, **fields: Any) -> dict:
+        restarting = self.sandbox is None or not self.sandbox.alive
         sandbox = self._ensure()
-        return sandbox.request(op, self.step_end, **fields)
+        if restarting:  # starting and replaying do not eat into this step's time
+            self.begin_step()
+        reply = sandbox.request(op, self.step_end, **fields)
+        if not isinstance(reply, dict):
+            raise SandboxFailure("protocol", "the kernel sent a malformed reply")
+        return reply
 
     def close(self) -> None:
         if self.sandbox is not None:
@@ -377,8 +383,9 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                     continue
                 for key in ("stdout", "stderr"):
                     rec[key] = str(reply.get(key, ""))[: limits.output_chars]
-                if reply.get("dropped"):
-                    rec["stderr"] += f"\n[... {int(reply['dropped'])} more characters of output were not kept]"
+                dropped = reply.get("dropped")
+                if isinstance(dropped, int) and dropped > 0:
+                    rec["stderr"] += f"\n[... {dropped} more characters of output were not kept]"
                 if reply.get("ok"):
                     runner.replay.append(source)
                 else:
@@ -424,7 +431,9 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                 points[step.task] = points.get(step.task, 0.0) + step.points
     finally:
         runner.close()
-    record["scores"] = {t["name"]: (None if t["manual"] else points.get(t["name"], 0.0)) for t in tasks}
+    # a written answer left as the release's stub scores 0 at once; an answered one waits for a person
+    record["scores"] = {t["name"]: (None if t["name"] in manual_answered else 0.0) if t["manual"]
+                        else points.get(t["name"], 0.0) for t in tasks}
     record["total"] = sum(points.values())
     record["max_total"] = sum(t["max_points"] for t in tasks if not t["manual"])
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -664,6 +673,7 @@ def write_all(results: dict, out: Path, program: Program, seconds: float | None 
     paths = reports.write_reports(results, out, stubs=program.stubs)
     paths["autograded"] = write_autograded(results, out)
     summary = reports.format_summary(results, seconds)
+    paths["summary"].write_text(summary + "\n", encoding="utf-8", errors="replace")
     lines = [summary, ""] + [f"{name + ':':<12}{path}" for name, path in paths.items()]
     return paths, "\n".join(lines)
 

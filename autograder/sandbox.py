@@ -349,8 +349,8 @@ class Sandbox:
                     line, buf = bytes(buf[:nl]), buf[nl + 1:]
                     try:
                         item = json.loads(line)
-                    except ValueError:
-                        continue
+                    except (ValueError, RecursionError):
+                        continue  # stray output, or a line built to break the parser
                     self._replies.put(item)
                 if len(buf) > cap:
                     self._failure = SandboxFailure("protocol", f"the kernel sent a reply longer than {cap} bytes")

@@ -194,12 +194,17 @@ def normalise(source: str) -> str:
     tree = parse(source)
     if tree is None:
         return ""
-    tree = _Normaliser().visit(tree)
-    ast.fix_missing_locations(tree)
     try:
+        tree = _Normaliser().visit(tree)
+        ast.fix_missing_locations(tree)
         return ast.unparse(tree)
+    except RecursionError:  # an expression nested hundreds of levels deep: not comparable
+        return ""
     except Exception:  # noqa: BLE001 - unusual trees
-        return ast.dump(tree)
+        try:
+            return ast.dump(tree)
+        except RecursionError:
+            return ""
 
 
 def similarity(a: str, b: str) -> float:

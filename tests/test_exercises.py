@@ -80,7 +80,7 @@ def test_answer_cells_have_unique_ids_and_tests_name_tasks(assignment):
     ids = [_meta(c)["grade_id"] for c in source.cells if _meta(c)]
     assert len(ids) == len(set(ids)), "duplicated grade_id in the source"
     answers = {gid for gid, c in zip(ids, [c for c in source.cells if _meta(c)]) if _meta(c).get("solution")}
-    from autograder.grade import task_of
+    from autograder.program import task_of
     for cell in source.cells:
         meta = _meta(cell)
         if meta.get("grade") and not meta.get("solution"):

@@ -68,8 +68,12 @@ def _grade_batch(root: Path, assignment: str):
     return run, _rows(out / "grades.csv"), out
 
 
+def _tasks(run) -> list[dict]:
+    return run.results["tasks"]
+
+
 def _task_scores(run, row) -> dict[str, float]:
-    return {t.name: float(row[t.name]) for t in run.tasks if not t.manual}
+    return {t["name"]: float(row[t["name"]]) for t in _tasks(run) if not t["manual"]}
 
 
 @pytest.mark.slow
@@ -79,9 +83,9 @@ def test_solution_gets_full_automatic_marks(batch, assignment):
     row = rows["solution"]
     assert row["status"] == "graded", row["reason"]
     assert float(row["total"]) == float(row["max_total"]) > 0
-    for t in run.tasks:
-        if not t.manual:
-            assert float(row[t.name]) == t.max_points, f"{t.name}: {row[t.name]} of {t.max_points}"
+    for t in _tasks(run):
+        if not t["manual"]:
+            assert float(row[t["name"]]) == t["max_points"], f"{t['name']}: {row[t['name']]} of {t['max_points']}"
 
 
 @pytest.mark.slow
@@ -91,7 +95,7 @@ def test_untouched_release_gets_zero(batch, assignment):
     row = rows["untouched_release"]
     assert row["status"] == "graded", row["reason"]
     assert float(row["total"]) == 0, {k: v for k, v in row.items() if v not in ("", "0")}
-    manual = [t.name for t in run.tasks if t.manual]
+    manual = [t["name"] for t in _tasks(run) if t["manual"]]
     assert all(row[name] == "0" for name in manual), "an unanswered manual task scores 0 automatically"
 
 
@@ -102,7 +106,7 @@ def test_mutant_loses_marks_on_its_task_only(batch, assignment, mutant):
     row = rows[mutant.name]
     assert row["status"] == "graded", row["reason"]
     scores = _task_scores(run, row)
-    maxima = {t.name: t.max_points for t in run.tasks if not t.manual}
+    maxima = {t["name"]: t["max_points"] for t in _tasks(run) if not t["manual"]}
     assert mutant.grade_id in scores, f"{mutant.grade_id} is not an auto-graded task"
     assert scores[mutant.grade_id] < maxima[mutant.grade_id], f"{mutant.name} ({mutant.mistake}) kept full marks"
     others = {k: v for k, v in scores.items() if k != mutant.grade_id and v != maxima[k]}
@@ -111,10 +115,9 @@ def test_mutant_loses_marks_on_its_task_only(batch, assignment, mutant):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_autograded_task_has_a_mutant(assignment):
-    from autograder.course import source_notebook
-    from autograder.grade import tasks_of
+    from autograder.program import build_program, tasks_table
 
-    tasks = {t.name for t in tasks_of(source_notebook(REPO_ROOT, assignment)) if not t.manual}
+    tasks = {t["name"] for t in tasks_table(build_program(REPO_ROOT, assignment)) if not t["manual"]}
     covered = {m.grade_id for a, m in MUTANTS if a == assignment}
     assert tasks <= covered, f"tasks without a mutant: {sorted(tasks - covered)}"
 
@@ -160,10 +163,10 @@ def test_sanitise_student_id():
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_grading_time_per_notebook(batch, assignment):
     run, rows, _ = batch(assignment)
-    executed = [s for s in run.submissions if s.seconds > 0]
+    executed = [r for r in run.results["submissions"] if r["seconds"] > 0]
     per_notebook = run.seconds / len(executed)
     print(f"\n{len(executed)} notebooks run in {run.seconds:.1f} s: {per_notebook:.1f} s per notebook "
-          f"(slowest run {max(s.seconds for s in executed):.1f} s)")
+          f"(slowest run {max(r['seconds'] for r in executed):.1f} s)")
     assert per_notebook <= PER_NOTEBOOK_BUDGET_S
 
 

@@ -1,0 +1,351 @@
+"""``python -m autograder.benchmark``: how fast does grading go on this machine, and does the number
+of workers change any grade?
+
+It builds a *synthetic class* of one assignment in a temporary folder, grades it once per entry
+of ``--workers`` (each run into its own report folder, all with the same ``--seed``), prints one
+row per run — workers, notebooks, wall seconds, notebooks per minute, speed-up over the first
+row — with the machine it ran on, and checks that every run gave every student the same status,
+total and per-task scores.
+
+The class (:func:`plan_class`, :func:`build_class`) is a fixed mix, drawn from ``--seed``:
+
+* ``full`` (50 %): every answer cell from the solution;
+* ``mutant`` (35 %): the solution with one or two answer cells replaced by known-wrong versions
+  from ``autograder/mutants/<assignment>/`` (on different tasks);
+* ``blank`` (10 %): the release as handed out, nothing answered;
+* ``partial`` (5 %): some answer cells from the solution, the others left as the release's stubs.
+
+Counts are rounded by largest remainder and, from four students up, every kind appears at least
+once; student ids are ``student-000``, ``student-001``... in a shuffled order of kinds.
+
+Exit status: 0 when every run gave identical scores, 1 when they differ, 2 when grading could not
+run (no sandbox, unknown assignment, a ``--keep`` folder that is not empty).
+
+Example::
+
+    python -m autograder.benchmark --n 40 --workers 1,2 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograder.course import REPO_ROOT
+from autograder.grade import GradingError, default_workers, grade_folder
+from autograder.samples import filled_release, load_mutants, solution_answers
+
+#: The kinds of synthetic submission and the share of the class each gets, in table order.
+MIX: dict[str, float] = {"full": 0.50, "mutant": 0.35, "blank": 0.10, "partial": 0.05}
+DEFAULT_N = 200
+DEFAULT_ASSIGNMENT = "01-elbo"
+DEFAULT_SEED = 0
+#: Classes at least this big get every kind of :data:`MIX` at least once.
+EVERY_KIND_FROM = len(MIX)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One synthetic student: what their notebook holds.
+
+    ``mutants`` names the mutant files swapped in (kind ``mutant``); ``answered`` lists the answer
+    cells taken from the solution (every one for ``full`` and ``mutant``, none for ``blank``, a
+    strict, non-empty subset for ``partial``).
+    """
+
+    student_id: str
+    kind: str
+    mutants: tuple[str, ...] = ()
+    answered: tuple[str, ...] = ()
+
+
+def kind_counts(n: int) -> dict[str, int]:
+    """How many students of each kind of :data:`MIX` a class of ``n`` holds: the shares rounded by
+    largest remainder (summing to ``n``); when ``n`` ≥ :data:`EVERY_KIND_FROM`, a kind that would
+    get none takes one from the largest."""
+    if n < 0:
+        raise ValueError(f"a class cannot have {n} students")
+    exact = {kind: share * n for kind, share in MIX.items()}
+    counts = {kind: math.floor(x) for kind, x in exact.items()}
+    by_remainder = sorted(MIX, key=lambda k: (-(exact[k] - counts[k]), list(MIX).index(k)))
+    for kind in by_remainder[: n - sum(counts.values())]:
+        counts[kind] += 1
+    if n >= EVERY_KIND_FROM:
+        for kind in MIX:
+            if counts[kind] == 0:
+                largest = max(MIX, key=lambda k: counts[k])
+                counts[largest] -= 1
+                counts[kind] = 1
+    return counts
+
+
+def student_ids(n: int) -> list[str]:
+    """``student-000`` ... ``student-<n-1>``, zero-padded to at least three digits (so they sort
+    in number order, as the grader's shards do)."""
+    width = max(3, len(str(max(n - 1, 0))))
+    return [f"student-{i:0{width}d}" for i in range(n)]
+
+
+def plan_class(n: int, assignment: str = DEFAULT_ASSIGNMENT, seed: int = DEFAULT_SEED,
+               root: Path = REPO_ROOT) -> list[Planned]:
+    """The synthetic class of ``n`` students of ``assignment``, in student-id order; the same
+    ``seed`` always gives the same class. Raises ValueError when the assignment has no mutants
+    (kind ``mutant`` needs them) or fewer than two answer cells (kind ``partial`` needs them)."""
+    rng = random.Random(f"dgm-benchmark/{assignment}/{seed}")
+    answer_ids = sorted(solution_answers(root, assignment))
+    mutants = load_mutants(assignment, Path(root) / "autograder" / "mutants")
+    by_task: dict[str, list[str]] = {}
+    for m in mutants:
+        by_task.setdefault(m.grade_id, []).append(m.name)
+    counts = kind_counts(n)
+    if counts["mutant"] and not by_task:
+        raise ValueError(f"{assignment} has no mutants in autograder/mutants/{assignment}/")
+    if counts["partial"] and len(answer_ids) < 2:
+        raise ValueError(f"{assignment} has fewer than two answer cells: no partial answer is possible")
+    kinds = [kind for kind in MIX for _ in range(counts[kind])]
+    rng.shuffle(kinds)
+    planned = []
+    for sid, kind in zip(student_ids(n), kinds):
+        if kind == "full":
+            planned.append(Planned(sid, kind, answered=tuple(answer_ids)))
+        elif kind == "mutant":
+            tasks = rng.sample(sorted(by_task), k=min(rng.choice((1, 2)), len(by_task)))
+            chosen = tuple(sorted(rng.choice(sorted(by_task[t])) for t in tasks))
+            planned.append(Planned(sid, kind, mutants=chosen, answered=tuple(answer_ids)))
+        elif kind == "blank":
+            planned.append(Planned(sid, kind))
+        else:
+            some = rng.sample(answer_ids, k=rng.randint(1, len(answer_ids) - 1))
+            planned.append(Planned(sid, kind, answered=tuple(sorted(some))))
+    return planned
+
+
+def write_planned(folder: Path, planned: list[Planned], assignment: str = DEFAULT_ASSIGNMENT,
+                  root: Path = REPO_ROOT) -> list[Path]:
+    """Write ``folder/<student_id>.ipynb`` for every planned student; returns the paths, in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    solution = solution_answers(root, assignment)
+    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "autograder" / "mutants")}
+    paths = []
+    for p in planned:
+        answers = {gid: solution[gid] for gid in p.answered}
+        for name in p.mutants:
+            answers[mutants[name].grade_id] = mutants[name].source
+        path = folder / f"{p.student_id}.ipynb"
+        nbformat.write(filled_release(answers, root, assignment), path)
+        paths.append(path)
+    return paths
+
+
+def build_class(folder: Path, n: int = DEFAULT_N, assignment: str = DEFAULT_ASSIGNMENT,
+                seed: int = DEFAULT_SEED) -> list[Path]:
+    """Write the synthetic class of :func:`plan_class` into ``folder`` as ``<student_id>.ipynb``
+    files (the layout ``grade DIR`` reads); returns the paths in student-id order."""
+    return write_planned(folder, plan_class(n, assignment, seed), assignment)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing the grader
+# --------------------------------------------------------------------------------------------
+
+
+def machine_description() -> dict[str, object]:
+    """The machine in a few facts: cores (``os.cpu_count``), cores this process may use (CPU
+    affinity), the CPU model (``/proc/cpuinfo``, else ``platform.processor()``) and the memory in
+    GiB (``/proc/meminfo``; None where unknown)."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 2**20, 1)  # kB → GiB
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"cores": os.cpu_count() or 1, "usable_cores": default_workers(),
+            "cpu": model or platform.processor() or platform.machine() or "unknown", "memory_gib": memory}
+
+
+def student_scores(run) -> dict[str, tuple]:
+    """student id → (status, total, per-task scores as sorted pairs) of a grading run: what must
+    not change between runs with the same seed."""
+    return {r["student_id"]: (r["status"], r["total"], tuple(sorted(r["scores"].items())))
+            for r in run.results["submissions"]}
+
+
+def run_benchmark(n: int = DEFAULT_N, assignment: str = DEFAULT_ASSIGNMENT, workers: list[int] | None = None,
+                  seed: int = DEFAULT_SEED, keep: Path | None = None,
+                  echo: Callable[[str], None] | None = None) -> list[dict]:
+    """Build the synthetic class and grade it once per entry of ``workers`` (default ``[1, N]``,
+    N the usable cores), every run with grading seed ``seed``.
+
+    Returns one dict per run, in order: ``workers``, ``notebooks`` (submissions graded),
+    ``seconds`` (wall clock of the whole ``grade_folder`` call: program, sandboxes, reports),
+    ``per_minute`` (notebooks per minute), ``speedup`` (the first run's seconds over this one's),
+    ``scores`` (:func:`student_scores`) and ``out`` (the report folder, or None when it was in a
+    temporary folder, now removed). With ``keep`` the class goes to ``keep/submissions`` and each
+    run's reports to ``keep/run-<k>-workers-<w>``; ``keep`` must be empty or absent. ``echo``
+    receives a line as each step starts (nothing when None). Raises :class:`GradingError`.
+    """
+    workers = list(workers) if workers else default_worker_list()
+    if not workers or any(w < 1 for w in workers):
+        raise GradingError(f"every worker count must be at least 1 (got {workers})")
+    say = echo or (lambda line: None)
+    if keep is not None:
+        keep = Path(keep)
+        if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+            raise GradingError(f"--keep {keep}: give a folder that is empty or does not exist yet")
+        keep.mkdir(parents=True, exist_ok=True)
+        return _run_in(keep, n, assignment, workers, seed, say, kept=True)
+    with tempfile.TemporaryDirectory(prefix="dgm-benchmark-") as tmp:
+        return _run_in(Path(tmp), n, assignment, workers, seed, say, kept=False)
+
+
+def _run_in(base: Path, n: int, assignment: str, workers: list[int], seed: int,
+            say: Callable[[str], None], kept: bool) -> list[dict]:
+    """:func:`run_benchmark` with every file under ``base``."""
+    start = time.perf_counter()
+    try:
+        planned = plan_class(n, assignment, seed)
+    except (ValueError, FileNotFoundError) as err:
+        raise GradingError(f"cannot build a class of {assignment}: {err}") from err
+    counts = Counter(p.kind for p in planned)
+    say(f"building a class of {n} submission(s) of {assignment} (seed {seed}): "
+        + ", ".join(f"{counts.get(kind, 0)} {kind}" for kind in MIX))
+    write_planned(base / "submissions", planned, assignment)
+    say(f"built in {time.perf_counter() - start:.1f} s")
+    rows: list[dict] = []
+    for k, w in enumerate(workers, 1):
+        out = base / f"run-{k}-workers-{w}"
+        say(f"run {k} of {len(workers)}: grading with {w} worker(s) into {out if kept else 'a temporary folder'}")
+        t0 = time.perf_counter()
+        run = grade_folder(base / "submissions", assignment, out, progress=False, workers=w, seed=seed)
+        seconds = time.perf_counter() - t0
+        notebooks = len(run.results["submissions"])
+        rows.append({"workers": w, "notebooks": notebooks, "seconds": seconds,
+                     "per_minute": 60.0 * notebooks / seconds if seconds > 0 else float("inf"),
+                     "speedup": (rows[0]["seconds"] / seconds) if rows and seconds > 0 else 1.0,
+                     "scores": student_scores(run), "out": out if kept else None})
+        say(f"  done in {seconds:.1f} s")
+    return rows
+
+
+def default_worker_list() -> list[int]:
+    """``[1, N]`` with N the usable cores; ``[1]`` on a single core."""
+    n = default_workers()
+    return [1] if n == 1 else [1, n]
+
+
+def scores_agree(rows: list[dict]) -> bool:
+    """Whether every run in ``rows`` gave every student the same status, total and task scores."""
+    return all(r["scores"] == rows[0]["scores"] for r in rows[1:])
+
+
+def differing_students(rows: list[dict]) -> list[str]:
+    """Students whose status, total or task scores differ between some runs of ``rows``."""
+    students = sorted({s for r in rows for s in r["scores"]})
+    return [s for s in students if len({r["scores"].get(s) for r in rows}) > 1]
+
+
+def format_table(rows: list[dict]) -> str:
+    """The runs as a plain-text table: workers, notebooks, wall seconds, notebooks per minute and
+    speed-up over the first row."""
+    lines = [f"{'workers':>7}  {'notebooks':>9}  {'wall s':>8}  {'nb/min':>7}  {'speed-up':>8}"]
+    for r in rows:
+        lines.append(f"{r['workers']:>7}  {r['notebooks']:>9}  {r['seconds']:>8.1f}  {r['per_minute']:>7.1f}  "
+                     f"{r['speedup']:>7.2f}x")
+    return "\n".join(lines)
+
+
+def format_machine(machine: dict[str, object]) -> str:
+    """One line naming the machine of :func:`machine_description`."""
+    memory = "" if machine.get("memory_gib") is None else f", {machine['memory_gib']:g} GiB memory"
+    return (f"machine: {machine['cores']} cores ({machine['usable_cores']} usable by this process), "
+            f"{machine['cpu']}{memory}, Python {platform.python_version()}")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def parse_workers(text: str) -> list[int]:
+    """``"1,2,4"`` → ``[1, 2, 4]``; argparse's error for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes whole numbers separated by commas, e.g. 1,2 (got {text!r})")
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"--workers needs at least one count, each at least 1 (got {text!r})")
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder.benchmark",
+                                description="Time the grader on a synthetic class, once per worker count.")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help="submissions in the class (default %(default)s)")
+    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="assignment id (default %(default)s)")
+    p.add_argument("--workers", type=parse_workers, default=None, metavar="W1,W2,...",
+                   help="worker counts, one grading run each (default: 1 and the number of usable cores)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="seed of the class's mix and of the hidden checks, the same for every run "
+                        "(default %(default)s)")
+    p.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                   help="keep the class (DIR/submissions) and every run's reports in DIR (empty or new)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table; the exit status of the module docstring."""
+    args = _parser().parse_args(argv)
+    if args.n < 1:
+        print("--n must be at least 1", file=sys.stderr)
+        return 2
+    machine = machine_description()
+    print(format_machine(machine), flush=True)
+    try:
+        rows = run_benchmark(args.n, args.assignment, args.workers, args.seed, keep=args.keep,
+                             echo=lambda line: print(line, flush=True))
+    except GradingError as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(rows))
+    print()
+    students = len(rows[0]["scores"])
+    if scores_agree(rows):
+        print(f"scores: identical for all {students} students in every run (seed {args.seed})")
+        code = 0
+    else:
+        bad = differing_students(rows)
+        print(f"scores: DIFFER between runs for {len(bad)} of {students} students (seed {args.seed}): "
+              + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        code = 1
+    if args.keep is not None:
+        print(f"class and reports kept in {args.keep}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
