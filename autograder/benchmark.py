@@ -44,7 +44,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import REPO_ROOT
-from autograder.grade import GradingError, default_workers, grade_folder
+from autograder.grade import GradingError, GradingRun, default_workers, grade_folder
 from autograder.samples import filled_release, load_mutants, solution_answers
 
 #: The kinds of synthetic submission and the share of the class each gets, in table order.
@@ -187,7 +187,7 @@ def machine_description() -> dict[str, object]:
             "cpu": model or platform.processor() or platform.machine() or "unknown", "memory_gib": memory}
 
 
-def student_scores(run) -> dict[str, tuple]:
+def student_scores(run: GradingRun) -> dict[str, tuple]:
     """student id → (status, total, per-task scores as sorted pairs) of a grading run: what must
     not change between runs with the same seed."""
     return {r["student_id"]: (r["status"], r["total"], tuple(sorted(r["scores"].items())))
@@ -203,8 +203,8 @@ def run_benchmark(n: int = DEFAULT_N, assignment: str = DEFAULT_ASSIGNMENT, work
     Returns one dict per run, in order: ``workers``, ``notebooks`` (submissions graded),
     ``seconds`` (wall clock of the whole ``grade_folder`` call: program, sandboxes, reports),
     ``per_minute`` (notebooks per minute), ``speedup`` (the first run's seconds over this one's),
-    ``scores`` (:func:`student_scores`) and ``out`` (the report folder, or None when it was in a
-    temporary folder, now removed). With ``keep`` the class goes to ``keep/submissions`` and each
+    ``scores`` (:func:`student_scores`), ``statuses`` (status → number of students) and ``out``
+    (the report folder, or None when it was in a temporary folder, now removed). With ``keep`` the class goes to ``keep/submissions`` and each
     run's reports to ``keep/run-<k>-workers-<w>``; ``keep`` must be empty or absent. ``echo``
     receives a line as each step starts (nothing when None). Raises :class:`GradingError`.
     """
@@ -246,7 +246,9 @@ def _run_in(base: Path, n: int, assignment: str, workers: list[int], seed: int,
         rows.append({"workers": w, "notebooks": notebooks, "seconds": seconds,
                      "per_minute": 60.0 * notebooks / seconds if seconds > 0 else float("inf"),
                      "speedup": (rows[0]["seconds"] / seconds) if rows and seconds > 0 else 1.0,
-                     "scores": student_scores(run), "out": out if kept else None})
+                     "scores": student_scores(run),
+                     "statuses": dict(Counter(r["status"] for r in run.results["submissions"])),
+                     "out": out if kept else None})
         say(f"  done in {seconds:.1f} s")
     return rows
 
@@ -266,6 +268,18 @@ def differing_students(rows: list[dict]) -> list[str]:
     """Students whose status, total or task scores differ between some runs of ``rows``."""
     students = sorted({s for r in rows for s in r["scores"]})
     return [s for s in students if len({r["scores"].get(s) for r in rows}) > 1]
+
+
+def format_statuses(rows: list[dict]) -> str:
+    """One line counting the students of each status, per run when the runs differ. A synthetic
+    class should be all ``graded``; anything else (every student ``crashed``: the sandbox cannot
+    start here) makes the times meaningless."""
+    def tally(statuses: dict[str, int]) -> str:
+        return ", ".join(f"{name} {count}" for name, count in sorted(statuses.items()))
+
+    if all(r["statuses"] == rows[0]["statuses"] for r in rows[1:]):
+        return f"statuses (every run): {tally(rows[0]['statuses'])}"
+    return "statuses: " + "; ".join(f"run {k}: {tally(r['statuses'])}" for k, r in enumerate(rows, 1))
 
 
 def format_table(rows: list[dict]) -> str:
@@ -295,7 +309,8 @@ def parse_workers(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers takes whole numbers separated by commas, e.g. 1,2 (got {text!r})")
+        raise argparse.ArgumentTypeError(
+            f"--workers takes whole numbers separated by commas, e.g. 1,2 (got {text!r})") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"--workers needs at least one count, each at least 1 (got {text!r})")
     return values
@@ -333,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows))
     print()
+    print(format_statuses(rows))
     students = len(rows[0]["scores"])
     if scores_agree(rows):
         print(f"scores: identical for all {students} students in every run (seed {args.seed})")

@@ -51,14 +51,24 @@ import nbformat
 
 from autograder import nbgrader_config as cfg
 from autograder.course import REPO_ROOT, assignments, source_notebook
-from autograder.program import Program, ProgramError, build_program, student_answers, tasks_table
-from autograder.sandbox import Limits, Sandbox, SandboxFailure, SandboxUnavailable, check_available
+from autograder.program import (
+    Program,
+    ProgramError,
+    build_program,
+    student_answers,
+    tasks_table,
+)
+from autograder.reports import RESULTS_FORMAT, STATUSES  # noqa: F401 - STATUSES is part of this module's API
+from autograder.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxFailure,
+    SandboxUnavailable,
+    check_available,
+)
 
-#: Every status a submission can end with.
-STATUSES = ("graded", "timeout", "out-of-memory", "crashed", "invalid")
 #: Largest submission read (bytes); a bigger file is ``invalid``.
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
-RESULTS_FORMAT = "dgm-grading-results/1"
 
 log = logging.getLogger("autograder.grade")
 

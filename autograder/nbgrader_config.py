@@ -4,6 +4,11 @@ Every command of :mod:`autograder` calls :func:`course_config` and hands the res
 ``traitlets.config.Config`` to nbgrader's converters (no ``nbgrader_config.py`` is exec'd from the
 working directory), so what nbgrader does never depends on where a command is started from.
 
+Since grading moved into sandboxes (:mod:`autograder.grade`), nbgrader's part is the release
+(``generate_assignment``: solution regions and hidden tests stripped) and the students' own
+``validate``; ``grade`` does not run nbgrader's ``autograde``, so the execution settings below apply
+to ``validate`` only, and the grader's limits live in :class:`autograder.sandbox.Limits`.
+
 Why each setting is here
 ------------------------
 ``CourseDirectory.root``

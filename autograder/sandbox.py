@@ -9,8 +9,9 @@ the conversation with it.
 * **a read-only view of the system** built from nothing: ``/usr`` and the few files of ``/etc`` that
   programs need, the Python installation and the virtual environment, and the ``dgm`` package
   alone — not the repository, so no ``solutions/``, gradebook, hidden tests or other students.
-  The reference modules an exercise re-implements are hidden (bound to ``/dev/null``: importing
-  them fails). The only writable place is a fresh, empty scratch folder (its home and ``TMPDIR``);
+  ``dgm`` is a source-only copy (:func:`package_view`) without the reference modules an exercise
+  re-implements (importing them fails) and without compiled byte-code. The only writable place
+  is a fresh, empty scratch folder (its home and ``TMPDIR``);
 * **an unprivileged user**: ``setpriv`` drops to a uid of its own (one per parallel slot, so a fork
   bomb in one sandbox cannot exhaust another's process quota), with no capabilities, an empty
   bounding set and ``no_new_privs``;
@@ -25,6 +26,7 @@ is only data for the checks in the grader.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -126,6 +128,42 @@ def dgm_package_dir() -> str:
     return os.path.realpath(Path(dgm.__file__).parent)
 
 
+_VIEWS: dict[tuple[str, tuple[str, ...]], Path] = {}
+_VIEWS_LOCK = threading.Lock()
+
+
+def package_view(hidden_modules: tuple[str, ...] = ()) -> Path:
+    """The ``dgm`` package as a sandbox sees it: a copy of its sources only — no ``__pycache__``
+    (compiled references could be loaded with ``marshal``) — without the hidden modules. Made once
+    per grader process and set of hidden modules, readable by every sandbox user, removed at exit."""
+    package = dgm_package_dir()
+    key = (package, tuple(sorted(hidden_modules)))
+    with _VIEWS_LOCK:
+        view = _VIEWS.get(key)
+        if view is not None and view.is_dir():
+            return view
+        root = Path(tempfile.mkdtemp(prefix="dgm-package-view-"))
+        os.chmod(root, 0o755)
+        hidden = set()
+        for module in hidden_modules:
+            rel = Path(*module.split(".")[1:])
+            hidden |= {Path(package, rel).with_suffix(".py"), Path(package, rel)}
+
+        def ignore(folder: str, names: list[str]) -> list[str]:
+            return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))
+                    or Path(folder, n) in hidden]
+
+        view = root / "dgm"
+        shutil.copytree(package, view, ignore=ignore)
+        for folder, dirs, files in os.walk(view):
+            os.chmod(folder, 0o755)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o644)
+        atexit.register(shutil.rmtree, root, True)
+        _VIEWS[key] = view
+        return view
+
+
 def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple[str, ...] = (),
                   reply_fd: int = 3) -> list[str]:
     """The argv that runs the worker in a sandbox whose only writable folder is ``scratch``; it
@@ -152,21 +190,15 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
                 if a != "/etc":
                     cmd += ["--perms", "0755", "--dir", a]
             cmd += ["--ro-bind", str(host), str(host)]
-    binds = [*_host_python_paths(), dgm_package_dir()]
+    package = dgm_package_dir()
+    binds = [(p, p) for p in _host_python_paths()] + [(str(package_view(hidden_modules)), package)]
     made: set[str] = {"/", "/usr", "/etc"}
-    for path in binds:
+    for source, path in binds:
         for a in _ancestors(path + "/x"):
             if a not in made and not a.startswith("/usr/"):
                 cmd += ["--perms", "0755", "--dir", a]
                 made.add(a)
-        cmd += ["--ro-bind", path, path]
-    package = dgm_package_dir()
-    for module in hidden_modules:
-        rel = module.split(".")[1:]
-        target = Path(package, *rel)
-        for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-            if candidate.exists():
-                cmd += ["--ro-bind", "/dev/null", str(candidate)]
+        cmd += ["--ro-bind", source, path]
     cmd += ["--perms", "0755", "--dir", "/sandbox", "--perms", "0755", "--dir", "/sandbox/grader",
             "--ro-bind", str(WORKER), WORKER_PATH,
             "--bind", str(scratch), SANDBOX_HOME, "--perms", "0755", "--dir", "/tmp",
@@ -187,6 +219,41 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
             f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", f"--cpu={cpu}", "--core=0", "--",
             sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd)]
     return cmd
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Pids of the processes whose real uid is ``uid`` (read from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if line.split()[1] == str(uid):
+                            pids.append(int(entry))
+                        break
+        except OSError:
+            continue
+    return pids
+
+
+def _wait_until_gone(uid: int, timeout: float) -> bool:
+    """Wait until no process of ``uid`` is left (killing stragglers); True when none is."""
+    end = time.monotonic() + timeout
+    while True:
+        left = _processes_of(uid)
+        if not left:
+            return True
+        if time.monotonic() > end:
+            return False
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
 
 
 def _scratch_size(root: Path, cap: int) -> int:
@@ -220,14 +287,15 @@ class Sandbox:
         self._replies: queue.Queue = queue.Queue()
         self._next_id = 1
         self._failure: SandboxFailure | None = None
-        self._lock = threading.Lock()
         self.startup_seconds = 0.0
+        self.uid: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, deadline: float | None = None) -> None:
         check_available()
         uid = sandbox_uid(self.slot)
+        self.uid = uid if os.geteuid() == 0 else None
         self.scratch = Path(tempfile.mkdtemp(prefix="dgm-sandbox-", dir=self.scratch_parent))
         os.chmod(self.scratch, 0o700)
         if os.geteuid() == 0:
@@ -262,8 +330,14 @@ class Sandbox:
             except OSError:
                 pass
             proc.wait()
+            if self.uid is not None:  # the sandbox's processes die just after bwrap: wait for them
+                _wait_until_gone(self.uid, 10.0)
         if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            for _ in range(20):
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                if not self.scratch.exists():
+                    break
+                time.sleep(0.05)
             self.scratch = None
 
     def __enter__(self) -> "Sandbox":

@@ -18,14 +18,42 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-_MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)
+_SHELL = re.compile(r"^(\s*)!.*$")
+_LINE_MAGIC = re.compile(r"^(\s*)%(?!%)(\w+)(?:\s+-\S+(?:\s+[^-\s]\S*)?)*\s*(.*)$")
+_CODE_MAGICS = {"time", "timeit", "prun", "debug", "capture"}   # line magics whose argument is Python code
+_CELL_MAGIC = re.compile(r"^\s*%%\w+.*$")
 _DYNAMIC = {"__import__", "exec", "eval", "compile", "importlib", "globals", "vars", "__builtins__", "builtins"}
+DYNAMIC = "dynamic code (__import__, importlib, exec, eval, globals, getattr with a module name)"
+
+
+def _strip_magics(source: str) -> str:
+    """Python that IPython would run for ``source``: a line magic's code argument is kept (``%time
+    import x`` runs ``import x``), shell lines and cell-magic headers are blanked."""
+    lines = []
+    for line in source.splitlines():
+        if _SHELL.match(line) or _CELL_MAGIC.match(line):
+            lines.append("")
+            continue
+        match = _LINE_MAGIC.match(line)
+        if match:
+            indent, magic, rest = match.groups()
+            if magic not in _CODE_MAGICS:
+                lines.append("")
+                continue
+            try:
+                ast.parse(rest.strip() or "pass")
+                lines.append(indent + (rest.strip() or "pass"))
+            except SyntaxError:
+                lines.append("")
+            continue
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def parse(source: str) -> ast.Module | None:
-    """The AST of a cell (IPython magics and shell lines blanked), or None if it does not parse."""
+    """The AST of a cell as IPython would run it (:func:`_strip_magics`), or None if it does not parse."""
     try:
-        return ast.parse(_MAGIC.sub("", source))
+        return ast.parse(_strip_magics(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
@@ -80,11 +108,87 @@ def _matches(path: str, modules: Sequence[str]) -> str | None:
     return None
 
 
+def _dynamic_or_forbidden(node: ast.AST, alias: Mapping[str, str], modules: Sequence[str]) -> list[str]:
+    """What a piece of code (a function body, or a module-level statement) reaches among ``modules``,
+    and whether it uses dynamic code; one entry per finding."""
+    found: list[str] = []
+
+    def add(item: str) -> None:
+        if item not in found:
+            found.append(item)
+
+    for sub in ast.walk(node):
+        chain = None
+        if isinstance(sub, ast.Attribute):
+            chain = _dotted(sub)
+        elif isinstance(sub, ast.Name):
+            chain = sub.id
+            if sub.id in _DYNAMIC:
+                add(DYNAMIC)
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            m = _matches(sub.value, modules)
+            if m:
+                add(f"the module name {m!r} as a string")
+        elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in ("getattr", "setattr") \
+                and len(sub.args) >= 2:
+            target = _dotted(sub.args[0])
+            attr = _literal_string(sub.args[1])
+            if target and attr is not None:  # getattr(torch, "distri" + "butions")
+                m = _matches(_resolve(target, alias) + "." + attr, modules)
+                if m:
+                    add(m)
+        if chain:
+            resolved = _resolve(chain, alias)
+            m = _matches(resolved, modules)
+            if m:
+                add(m)
+            if resolved.split(".")[0] in ("importlib", "sys") and ("modules" in resolved or "import" in resolved):
+                add(DYNAMIC)
+    return found
+
+
+def _literal_string(node: ast.AST) -> str | None:
+    """The value of a string built from literals only (``"a"``, ``"a" + "b"``, ``f"a{'b'}"``), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal_string(node.left), _literal_string(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            inner = v.value if isinstance(v, ast.FormattedValue) else v
+            text = _literal_string(inner)
+            if text is None:
+                return None
+            parts.append(text)
+        return "".join(parts)
+    return None
+
+
 def forbidden_uses(sources: Sequence[str], name: str, modules: Sequence[str]) -> list[str]:
     """What the function ``name`` (defined in one of the answer cells ``sources``), the helpers it
-    calls and the names it reads refer to among ``modules``; an empty list when nothing."""
+    calls and the module-level names it reads refer to among ``modules``; an empty list when nothing.
+
+    Module-level names bound by code that reaches a forbidden module or uses dynamic code
+    (``D = importlib.import_module(...)``) are *tainted*: a function that reads one is charged too.
+    """
     trees = [t for t in (parse(s) for s in sources) if t is not None]
     alias = _aliases(trees)
+    tainted: dict[str, list[str]] = {}
+    for tree in trees:
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                value = node.value
+                if value is None:
+                    continue
+                hits = _dynamic_or_forbidden(value, alias, modules)
+                if hits:
+                    for t in targets:
+                        for n in ast.walk(t):
+                            if isinstance(n, ast.Name):
+                                tainted[n.id] = hits
     functions: dict[str, ast.AST] = {}
     for tree in trees:
         for node in tree.body:
@@ -115,28 +219,15 @@ def forbidden_uses(sources: Sequence[str], name: str, modules: Sequence[str]) ->
         if current in seen or current not in functions:
             continue
         seen.add(current)
+        hits = _dynamic_or_forbidden(functions[current], alias, modules)
         for node in ast.walk(functions[current]):
-            chain = None
-            if isinstance(node, ast.Attribute):
-                chain = _dotted(node)
-            elif isinstance(node, ast.Name):
-                chain = node.id
+            if isinstance(node, ast.Name):
                 if node.id in functions:
                     todo.append(node.id)
-                if node.id in _DYNAMIC and "dynamic code (__import__, importlib, exec, eval, globals)" not in found:
-                    found.append("dynamic code (__import__, importlib, exec, eval, globals)")
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                m = _matches(node.value, modules)
-                if m and f"the module name {m!r} as a string" not in found:
-                    found.append(f"the module name {m!r} as a string")
-            if chain:
-                resolved = _resolve(chain, alias)
-                m = _matches(resolved, modules)
-                if m and m not in found:
-                    found.append(m)
-                if resolved.split(".")[0] in ("importlib", "sys") and ("modules" in resolved or "import" in resolved) \
-                        and "dynamic code (__import__, importlib, exec, eval, globals)" not in found:
-                    found.append("dynamic code (__import__, importlib, exec, eval, globals)")
+                hits += tainted.get(node.id, [])
+        for h in hits:
+            if h not in found:
+                found.append(h)
     return found
 
 
@@ -182,6 +273,28 @@ class _Normaliser(ast.NodeTransformer):
     def visit_Name(self, node):
         node.id = self.rename(node.id)
         return node
+
+    def visit_ClassDef(self, node):
+        self._strip_docstring(node)
+        node.name = self.rename(node.name)
+        node.decorator_list = []
+        return self.generic_visit(node)
+
+    def visit_alias(self, node):
+        if node.asname:
+            node.asname = self.rename(node.asname)
+        return node
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            node.name = self.rename(node.name)
+        return self.generic_visit(node)
+
+    def visit_Global(self, node):
+        node.names = [self.rename(n) for n in node.names]
+        return node
+
+    visit_Nonlocal = visit_Global
 
     def visit_AnnAssign(self, node):
         if node.value is None:

@@ -6,6 +6,7 @@ six twice (one worker, then two) in sandboxes, about 40 s on two cores, so it is
 
 from __future__ import annotations
 
+import argparse
 import csv
 import re
 from collections import Counter
@@ -14,11 +15,20 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.benchmark import (MIX, build_class, format_table, kind_counts, main, parse_workers,
-                                  plan_class, scores_agree)
+from autograder.benchmark import (
+    MIX,
+    build_class,
+    format_statuses,
+    format_table,
+    kind_counts,
+    main,
+    parse_workers,
+    plan_class,
+    scores_agree,
+)
 from autograder.course import REPO_ROOT
-from autograder.sandbox import SandboxUnavailable, check_available
 from autograder.samples import load_mutants, solution_answers
+from autograder.sandbox import SandboxUnavailable, check_available
 
 ASSIGNMENT = "01-elbo"
 
@@ -83,7 +93,7 @@ def test_parse_workers():
     assert parse_workers("1,2") == [1, 2]
     assert parse_workers(" 4 ") == [4]
     for bad in ("", "0", "1,x", "-1"):
-        with pytest.raises(Exception):
+        with pytest.raises(argparse.ArgumentTypeError):
             parse_workers(bad)
 
 
@@ -95,6 +105,10 @@ def test_format_table_has_a_row_per_run():
     assert lines[1].split() == ["1", "10", "40.0", "15.0", "1.00x"]
     assert lines[2].split() == ["4", "10", "12.5", "48.0", "3.20x"]
     assert scores_agree(rows)
+    same = [{**r, "statuses": {"graded": 10}} for r in rows]
+    assert format_statuses(same) == "statuses (every run): graded 10"
+    broken = [same[0], {**same[1], "statuses": {"crashed": 10}}]
+    assert format_statuses(broken) == "statuses: run 1: graded 10; run 2: crashed 10"
     assert not scores_agree([{**rows[0], "scores": {"a": ("graded", 1.0, ())}},
                              {**rows[1], "scores": {"a": ("graded", 2.0, ())}}])
 
@@ -122,6 +136,7 @@ def test_benchmark_of_a_small_class_prints_its_rows_and_agrees(tmp_path, capsys)
     assert [(r[0], r[1]) for r in rows] == [("1", "6"), ("2", "6")]
     assert rows[0][4] == "1.00"
     assert "scores: identical for all 6 students" in printed
+    assert "statuses (every run): graded 6" in printed
 
     # both runs' grades, read back from their reports: the same per student, and the mix shows
     runs = sorted(keep.glob("run-*"))

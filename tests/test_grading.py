@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from autograder.__main__ import main
 from autograder.course import REPO_ROOT, assignments, release_notebook
-from autograder.grade import GradingError, discover, grade_folder, sanitise_student_id
+from autograder.grade import GradingError, discover, grade_folder, merge, parse_shard, sanitise_student_id
 from autograder.samples import (ASSIGNMENT, SAMPLES_DIR, filled_release, load_mutants, solution_answers,
                                 stale_samples)
 
@@ -220,3 +221,72 @@ def test_the_assignment_is_detected_from_the_submissions(tmp_path):
     if len(ASSIGNMENTS) > 1:
         with pytest.raises(GradingError, match="say which assignment"):
             resolve_assignment(REPO_ROOT, None, mixed)
+
+
+@pytest.mark.slow
+def test_shards_merge_into_the_unsharded_reports(tmp_path):
+    """--shard 0/2 and 1/2 then merge give the same grades.csv as one run with the same seed; merge
+    refuses a missing shard, a shard given twice and shards of different splits."""
+    samples = str(REPO_ROOT / SAMPLES_DIR)
+    whole = tmp_path / "whole"
+    assert main(["grade", samples, "--out", str(whole), "--no-progress", "--seed", "7", "--workers", "2"]) == 0
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"shard-{i}"
+        assert main(["grade", samples, "--out", str(part), "--no-progress", "--seed", "7", "--shard", f"{i}/2",
+                     "--workers", "1"]) == 0
+        assert sorted(p.name for p in part.iterdir()) == ["results.json"]
+        parts.append(part)
+    ids = [{r["student_id"] for r in json.loads((p / "results.json").read_text())["submissions"]} for p in parts]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    merged = tmp_path / "merged"
+    assert main(["merge", str(merged), *map(str, parts)]) == 0
+    assert (merged / "grades.csv").read_text() == (whole / "grades.csv").read_text()
+    for name in ("histograms.png", "similarity.csv", "feedback/alice.html", "autograded/alice.ipynb"):
+        assert (merged / name).is_file(), name
+    with pytest.raises(GradingError, match="shards missing: 1/2"):
+        merge([parts[0]])
+    with pytest.raises(GradingError, match="given twice"):
+        merge([parts[0], parts[0], parts[1]])
+    odd = tmp_path / "odd"
+    assert main(["grade", samples, "--out", str(odd), "--no-progress", "--shard", "0/3"]) == 0
+    with pytest.raises(GradingError, match="another split"):
+        merge([parts[0], odd])
+
+
+def test_shard_option_is_validated():
+    for bad in ("2/2", "1", "a/b", "-1/2", "0/0"):
+        with pytest.raises(GradingError, match="shard"):
+            parse_shard(bad)
+    assert parse_shard(" 3/4 ") == (3, 4)
+
+
+def test_only_answer_cells_come_from_the_submission():
+    """Edited, deleted, duplicated and metadata-edited cells: the program is the source notebook's;
+    only answer cells of the right type, by grade id, last copy, come from the student."""
+    from autograder.program import build_program, student_answers
+
+    program = build_program(REPO_ROOT, ASSIGNMENT)
+    answers = solution_answers(REPO_ROOT, ASSIGNMENT)
+    nb = filled_release(answers, REPO_ROOT, ASSIGNMENT)
+    test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_gaussian_kl_diag_visible")
+    test_cell.source = "pass"                      # an edited test cell
+    test_cell.metadata["nbgrader"]["points"] = 100
+    kl = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "gaussian_kl_diag")
+    copy = nbformat.from_dict(json.loads(json.dumps(kl)))
+    copy.source = "def gaussian_kl_diag(*a):\n    return 0  # the first copy"
+    nb.cells.insert(nb.cells.index(kl), copy)      # duplicated: the last copy wins
+    md = nbformat.v4.new_markdown_cell("I claim to be the lg_elbo answer")
+    md.metadata["nbgrader"] = {"grade_id": "lg_elbo", "solution": True, "grade": False}
+    nb.cells.append(md)                            # wrong cell type for that grade id: ignored
+    got, notes = student_answers(nb, program)
+    assert got["gaussian_kl_diag"] == answers["gaussian_kl_diag"]
+    assert got["lg_elbo"] == answers["lg_elbo"]
+    assert any("appears 2 times" in n for n in notes)
+    tests = [s for s in program.steps if s.kind == "test"]
+    assert all(s.points in (1.0, 2.0) for s in tests)
+    assert not any("pass" == s.source for s in program.steps)
+    del nb.cells[nb.cells.index(kl)]
+    del nb.cells[nb.cells.index(copy)]
+    got, notes = student_answers(nb, program)
+    assert "gaussian_kl_diag" not in got and any("no answer cell for gaussian_kl_diag" in n for n in notes)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import keyword
 import math
 import re
 import sys
@@ -53,7 +54,6 @@ SYMPY_CLASSES = ("Add", "Mul", "Pow", "exp", "log", "Integral", "Tuple", "Abs", 
 _SYMPY_ATOMS = ("pi", "E", "oo", "-oo", "zoo", "nan", "I", "EulerGamma")
 _SYMBOL_ASSUMPTIONS = ("positive", "negative", "nonnegative", "nonpositive", "real", "nonzero",
                        "integer", "finite", "zero")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class WireError(ValueError):
@@ -98,8 +98,26 @@ def factory_object(obj: Any, path: str, *args: Any) -> Any:
 
 
 def encode(obj: Any, _depth: int = 0) -> Any:
-    """``obj`` as JSON-able data (see the module docstring)."""
-    if _depth > MAX_DEPTH:
+    """``obj`` as JSON-able data (see the module docstring). Never raises: whatever cannot be
+    encoded (even an object whose attributes raise) becomes ``{"$": "other", ...}``, and whatever
+    this function emits, :func:`decode` reads."""
+    try:
+        return _encode(obj, _depth)
+    except Exception:  # noqa: BLE001 - a hostile object (raising __class__, __getattr__, ...)
+        return {"$": "other", "type": _type_name(type(obj))}
+
+
+def _factory_recipe(obj: Any) -> Any:
+    """The factory tag of ``obj``, read from its instance dictionary without running its
+    ``__getattr__``/``__getattribute__``."""
+    try:
+        return object.__getattribute__(obj, "__dict__").get("_dgm_factory")
+    except Exception:  # noqa: BLE001 - no __dict__, or a hostile one
+        return None
+
+
+def _encode(obj: Any, _depth: int) -> Any:
+    if _depth > MAX_DEPTH:  # the placeholder sits one level deeper than any value decode reads
         return {"$": "other", "type": "(nested too deeply)"}
     kind = type(obj)
     if obj is None:
@@ -117,11 +135,12 @@ def encode(obj: Any, _depth: int = 0) -> Any:
             return {"$": "other", "type": f"{kind.__name__} of {len(obj)} items (too many)"}
         return {"$": kind.__name__, "items": [encode(x, _depth + 1) for x in obj]}
     if kind is torch.dtype:
-        return {"$": "dtype", "name": _DTYPE_NAMES.get(obj, str(obj))}
+        name = _DTYPE_NAMES.get(obj)
+        return {"$": "dtype", "name": name} if name else {"$": "other", "type": f"{obj} (not supported)"}
     if kind is torch.Generator:
         return {"$": "generator", "seed": str(obj.initial_seed())}
-    recipe = getattr(obj, "_dgm_factory", None) if not isinstance(obj, type) else None
-    if isinstance(recipe, tuple) and len(recipe) == 2:
+    recipe = _factory_recipe(obj)
+    if type(recipe) is tuple and len(recipe) == 2:
         path, args = recipe
         return {"$": "factory", "path": path, "args": [encode(a, _depth + 1) for a in args]}
     if isinstance(obj, torch.Tensor):
@@ -171,11 +190,13 @@ def _sympy_tree(expr, sympy, counter: list[int]) -> list:
             raise WireError("dummy symbols are not allowed")
         assumptions = {k: v for k, v in getattr(expr, "_assumptions_orig", {}).items()
                        if k in _SYMBOL_ASSUMPTIONS and isinstance(v, bool)}
+        if not _symbol_name_ok(expr.name):
+            raise WireError(f"symbol name {expr.name[:20]!r} is not allowed")
         return ["Symbol", expr.name, assumptions]
     if isinstance(expr, sympy.Integer):
-        return ["Integer", str(int(expr))]
+        return ["Integer", _digits(int(expr))]
     if isinstance(expr, sympy.Rational):
-        return ["Rational", str(int(expr.p)), str(int(expr.q))]
+        return ["Rational", _digits(int(expr.p)), _digits(int(expr.q))]
     if isinstance(expr, sympy.Float):
         return ["Float", repr(float(expr))]
     for atom, value in (("pi", S.Pi), ("E", S.Exp1), ("oo", S.Infinity), ("-oo", S.NegativeInfinity),
@@ -187,6 +208,19 @@ def _sympy_tree(expr, sympy, counter: list[int]) -> list:
     if name not in SYMPY_CLASSES:
         raise WireError(f"{name} is not among the functions a derivation may use")
     return [name, *(_sympy_tree(a, sympy, counter) for a in expr.args)]
+
+
+def _digits(n: int) -> str:
+    text = str(n)
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise WireError(f"an integer of more than {MAX_INT_DIGITS} digits")
+    return text
+
+
+def _symbol_name_ok(name: Any) -> bool:
+    """A Python identifier of at most 64 characters that is not a keyword (``x``, ``sigma_q``, ``σ``):
+    SymPy's ``lambdify`` turns an integration variable's name into a parameter name."""
+    return isinstance(name, str) and 0 < len(name) <= 64 and name.isidentifier() and not keyword.iskeyword(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +238,7 @@ def decode(data: Any, *, strict: bool = True) -> Any:
 
 
 def _decode(data: Any, strict: bool, depth: int) -> Any:
-    if depth > MAX_DEPTH:
+    if depth > MAX_DEPTH + 1 or (depth > MAX_DEPTH and not (isinstance(data, dict) and data.get("$") == "other")):
         raise WireError("nested too deeply")
     if not isinstance(data, dict) or not isinstance(data.get("$"), str):
         raise WireError("expected an object with a '$' tag")
@@ -306,7 +340,7 @@ def _sympy_build(node: Any, sympy, counter: list[int], depth: int):
     if head in atoms and not rest:
         return atoms[head]
     if head == "Symbol":
-        if len(rest) != 2 or not isinstance(rest[0], str) or not _NAME.match(rest[0]) or not isinstance(rest[1], dict):
+        if len(rest) != 2 or not _symbol_name_ok(rest[0]) or not isinstance(rest[1], dict):
             raise WireError("bad symbol")
         assumptions = {k: v for k, v in rest[1].items() if k in _SYMBOL_ASSUMPTIONS and type(v) is bool}
         return sympy.Symbol(rest[0], **assumptions)
