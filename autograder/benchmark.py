@@ -4,8 +4,9 @@ of workers change any grade?
 It builds a *synthetic class* of one assignment in a temporary folder, grades it once per entry
 of ``--workers`` (each run into its own report folder, all with the same ``--seed``), prints one
 row per run — workers, notebooks, wall seconds, notebooks per minute, speed-up over the first
-row — with the machine it ran on, and checks that every run gave every student the same status,
-total and per-task scores.
+row — with the machine it ran on and the count of each status (a synthetic class should be all
+``graded``), and checks that every run gave every student the same status, total and per-task
+scores.
 
 The class (:func:`plan_class`, :func:`build_class`) is a fixed mix, drawn from ``--seed``:
 

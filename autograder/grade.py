@@ -346,7 +346,7 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
     """Grade one valid submission in its own sandbox; returns its record (plain data, see
     :mod:`autograder.reports` for the schema)."""
     from dgm.checks import CheckFailed, run_check
-    from dgm.checks.wire import WireError, decode
+    from dgm.checks.wire import WireError
 
     start = time.perf_counter()
     answers, notes = student_answers(sub.notebook, program)
@@ -415,10 +415,13 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                     passed_all = False
                     continue
                 runner.begin_step()
+                seed = check_seed(run_seed, sub.student_id, step.grade_id, index)
                 try:
-                    answer = _resolve_answer(runner, call, answer_sources, decode)
-                    run_check(call.task, answer, suite=call.suite, expected=call.expected,
-                              seed=check_seed(run_seed, sub.student_id, step.grade_id, index))
+                    answer = _resolve_answer(runner, call, answer_sources)
+                    if isinstance(answer, RemoteFunction):
+                        run_check(call.task, answer, suite=call.suite, expected=call.expected, seed=seed)
+                    else:  # a value: judged in a child process with a time and memory limit
+                        _judge_value_answer(call, answer, seed, runner, limits)
                     message, passed = f"{call.task}: all {call.suite} checks passed", True
                 except CheckFailed as err:
                     message, passed = str(err)[:2000], False
@@ -452,7 +455,14 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
     return record
 
 
-def _resolve_answer(runner: Runner, call, sources: list[str], decode) -> Any:
+@dataclass(frozen=True)
+class EncodedValue:
+    """A value answer as the sandbox sent it (:mod:`dgm.checks.wire` data), not yet decoded."""
+
+    data: Any
+
+
+def _resolve_answer(runner: Runner, call, sources: list[str]) -> RemoteFunction | EncodedValue:
     from dgm.checks import CheckFailed
 
     reply = runner.request("get", name=call.answer_name)
@@ -461,7 +471,33 @@ def _resolve_answer(runner: Runner, call, sources: list[str], decode) -> Any:
         raise CheckFailed(f"[{call.task}] `{call.answer_name}` is not defined: did its answer cell raise an error?")
     if kind == "function":
         return RemoteFunction(runner, call.answer_name, sources)
-    return decode(reply.get("value"))
+    return EncodedValue(reply.get("value"))
+
+
+def _judge_value_answer(call, answer: EncodedValue, seed: int, runner: Runner, limits: Limits) -> None:
+    """The checks of a value answer, in a limited child (:mod:`autograder.judge`); raises like
+    :func:`dgm.checks.run_check` does."""
+    from autograder.judge import judge_value
+    from dgm.checks import CheckFailed
+    from dgm.checks.wire import WireError
+
+    timeout = max(1.0, runner.step_end - time.monotonic())
+    result = judge_value(call.task, answer.data, suite=call.suite, expected=call.expected, seed=seed,
+                         timeout=timeout, memory_bytes=limits.judge_memory_bytes)
+    outcome, message = result["outcome"], result["message"]
+    if outcome == "pass":
+        return
+    if outcome == "fail":
+        raise CheckFailed(message)
+    if outcome == "wire":
+        raise WireError(message)
+    if outcome == "timeout":
+        raise CheckFailed(f"[{call.task}] checking your answer took longer than {timeout:.0f} s: an expression "
+                          "whose numbers explode when evaluated (a huge power?) cannot be checked")
+    if outcome == "memory":
+        raise CheckFailed(f"[{call.task}] checking your answer needed more than "
+                          f"{limits.judge_memory_bytes // 2**20} MiB: an expression too large to evaluate")
+    raise RuntimeError(f"the checks of {call.task} failed in the judge ({message})")
 
 
 def _failure_name(kind: str) -> str:

@@ -30,6 +30,7 @@ import atexit
 import json
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 WORKER = Path(__file__).with_name("worker.py")
-SANDBOX_HOME = "/sandbox/home"
-WORKER_PATH = "/sandbox/grader/worker.py"
+SANDBOX_HOME = "/home/student"
+WORKER_PATH = "/opt/kernel/kernel.py"
 #: files of /etc that programs in the sandbox read (dynamic linker, time zone, users, name service)
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
              "hosts", "mime.types", "alternatives", "ssl/certs", "fonts")
@@ -65,6 +66,7 @@ class Limits:
     reply_bytes: int = 64 * 2**20           # longest reply line accepted from the worker
     start_timeout: float = 90.0             # seconds for the worker to start (imports torch)
     max_restarts: int = 3                   # fresh workers after a timeout or a crash
+    judge_memory_bytes: int = 2 * 2**30     # the grader's child that judges a value answer (SymPy)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -199,15 +201,14 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
                 cmd += ["--perms", "0755", "--dir", a]
                 made.add(a)
         cmd += ["--ro-bind", source, path]
-    cmd += ["--perms", "0755", "--dir", "/sandbox", "--perms", "0755", "--dir", "/sandbox/grader",
-            "--ro-bind", str(WORKER), WORKER_PATH,
+    cmd += ["--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", "/opt", "--perms", "0755",
+            "--dir", "/opt/kernel", "--ro-bind", str(WORKER), WORKER_PATH,
             "--bind", str(scratch), SANDBOX_HOME, "--perms", "0755", "--dir", "/tmp",
             "--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_HOME]
     env = {"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_HOME, "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{SANDBOX_HOME}/.matplotlib",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
-           "DGM_OUTPUT_LIMIT": str(limits.output_chars)}
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     for k, v in env.items():
         cmd += ["--setenv", k, v]
     cmd.append("--")
@@ -217,7 +218,7 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
     cpu = int(limits.notebook_budget + 30)
     cmd += [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
             f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", f"--cpu={cpu}", "--core=0", "--",
-            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd)]
+            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd), str(limits.output_chars)]
     return cmd
 
 
@@ -285,7 +286,6 @@ class Sandbox:
         self.proc: subprocess.Popen | None = None
         self.scratch: Path | None = None
         self._replies: queue.Queue = queue.Queue()
-        self._next_id = 1
         self._failure: SandboxFailure | None = None
         self.startup_seconds = 0.0
         self.uid: int | None = None
@@ -357,8 +357,7 @@ class Sandbox:
         killing the worker) if none comes before ``deadline`` (``time.monotonic()`` seconds)."""
         if not self.alive:
             raise SandboxFailure("died", "the kernel is not running")
-        rid = self._next_id
-        self._next_id += 1
+        rid = secrets.randbits(48) + 1  # unguessable: a reply forged in advance matches nothing
         line = json.dumps({"op": op, "id": rid, **fields}).encode("utf-8") + b"\n"
         try:
             self.proc.stdin.write(line)

@@ -5,7 +5,7 @@ student's functions on arguments the grader chose. It judges nothing — the che
 grader (:mod:`autograder.grade`), which also treats every reply as untrusted data.
 
 Protocol: one JSON object per line. Requests arrive on the worker's standard input, replies leave
-on the file descriptor named by its first argument (both are moved to private descriptors at start, and standard input becomes
+on the file descriptor named by its first argument (the second is the output cap) (both are moved to private descriptors at start, and standard input becomes
 ``/dev/null``, so a cell that reads input gets nothing). Every reply carries the request's ``id``.
 
 * ``{"op": "run_cell", "id": n, "code": "..."}`` → ``ok``, ``ename``/``evalue``/``traceback`` when
@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 
-OUTPUT_LIMIT = int(os.environ.get("DGM_OUTPUT_LIMIT", "65536"))
+OUTPUT_LIMIT = int(sys.argv[2]) if len(sys.argv) > 2 else 65536  # characters kept per stream
 
 
 class Capped(io.TextIOBase):

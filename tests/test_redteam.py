@@ -12,7 +12,8 @@ grader create.
 The attacks on the grader's own process (:data:`autograder.redteam.GRADER_SIDE`) are graded in a
 second run, beside correct submissions whose grades they must not change.
 
-About two minutes on two cores.
+About a minute and a half on two cores for the suite, plus the grader-side run: ten seconds, or
+as long as the grader lets a hostile derivation compute in its own process.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def control_alone(course, suite, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def grader_side(course, suite, tmp_path_factory) -> SuiteRun:
+def grader_side(course, suite, control_alone, tmp_path_factory) -> SuiteRun:
     """The attacks on the grader's own process, graded beside three correct submissions."""
     folder = tmp_path_factory.mktemp("redteam-grader-side")
     redteam.write_suite(folder, attacks=GRADER_SIDE)
@@ -243,7 +244,7 @@ def test_no_attack_spells_out_the_hidden_test_markers(tmp_path):
 def test_the_pickle_payload_is_live(tmp_path):
     """The payload really creates its marker when unpickled: its absence after grading means something."""
     marker = tmp_path / "unpickled"
-    pickle.loads(base64.b64decode(redteam.pickle_payload(str(marker))))  # noqa: S301 - our own payload
+    pickle.loads(base64.b64decode(redteam.pickle_payload(str(marker))))
     assert marker.exists()
 
 
@@ -376,7 +377,8 @@ def test_the_snooper_found_nothing(suite):
 def test_nothing_written_outside_the_sandbox(course, suite):
     escaped = [str(p) for p in redteam.escape_paths() if os.path.lexists(p)]
     assert not escaped, f"files the attacks wrote outside their sandbox: {escaped}"
-    assert not Path("/sandbox").exists(), "the sandbox's /sandbox exists on the host"
+    assert not Path("/home/student").exists(), "the sandbox's home exists on the host"
+    assert not Path("/opt/kernel").exists(), "the sandbox's kernel folder exists on the host"
     names = {redteam.ESCAPE_FILE, *redteam.SCORE_FILES}
     for folder in (course.root, suite.out, suite.submissions):
         found = [str(p) for p in folder.rglob("*") if p.name in names]
@@ -410,9 +412,9 @@ def test_the_grader_survives_the_kill_attacks(suite):
     assert suite.run.records["killpg"]["status"] in ("graded", "crashed")
     assert os.getpid() > 0 and suite.seconds > 0
     for name in ("kill_parent", "killpg", "os_exit"):
-        later = [c for c in suite.run.records[name]["cells"] if c["kind"] == "test" and c["grade_id"] ==
-                 "test_kl_derivation_steps_visible"]
-        assert later and later[0]["points"] == later[0]["max_points"], f"{name}: the cells after the kill were not graded"
+        last = [c for c in suite.run.records[name]["cells"]
+                if c["kind"] == "test" and c["grade_id"] == "test_kl_derivation_steps_visible"]
+        assert last and last[0]["points"] == last[0]["max_points"], f"{name}: the cells after the kill were not graded"
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,14 +422,19 @@ def test_the_grader_survives_the_kill_attacks(suite):
 # --------------------------------------------------------------------------------------------
 
 
-def test_grader_side_attacks_score_nothing_and_stay_within_the_budget(grader_side):
+def test_grader_side_attacks_score_nothing_and_stay_within_their_limits(grader_side, control_alone):
+    """A task's checks get ``CELL_TIMEOUT`` seconds, whether they wait for the sandbox or compute in
+    the grader: such a notebook may take longer than a correct one graded alone by about that much
+    (and a restart), not by the time its hostile values take to evaluate."""
+    correct = control_alone["seconds"]
     for attack in GRADER_SIDE:
         record = grader_side.run.records[attack.name]
         assert record["scores"][attack.target] == 0, _outcome(attack, record)
         assert record["status"] in attack.statuses, _outcome(attack, record)
-        assert record["seconds"] <= NOTEBOOK_BUDGET + BUDGET_SLACK, (
-            f"{attack.name} kept the grader busy for {record['seconds']:.0f} s, past the notebook's "
-            f"{NOTEBOOK_BUDGET:g} s budget: its checks run in the grader without a time limit")
+        assert record["seconds"] <= min(NOTEBOOK_BUDGET, correct + 2 * CELL_TIMEOUT) + BUDGET_SLACK / 2, (
+            f"{attack.name} kept the grader busy for {record['seconds']:.0f} s (a correct notebook: "
+            f"{correct:.0f} s; a task's checks may take {CELL_TIMEOUT:g} s): the checks of "
+            f"{attack.target} run in the grader's process without a time limit")
 
 
 def test_grader_side_attacks_do_not_change_other_grades(grader_side):

@@ -299,7 +299,7 @@ result = names
 
 def test_only_the_home_is_writable(shared):
     package = str(REPO / "dgm")
-    targets = ["/", "/usr", "/etc", "/tmp", "/sandbox", "/proc", "/dev", "/dev/shm", package, str(REPO), "/root"]
+    targets = ["/", "/usr", "/etc", "/tmp", "/home", "/opt/kernel", "/proc", "/dev", "/dev/shm", package, str(REPO), "/root"]
     result = probe(shared, f"""
 import os
 result = {{"cwd": os.getcwd(), "home": os.environ.get("HOME"), "tmpdir": os.environ.get("TMPDIR"), "writes": {{}}}}

@@ -163,6 +163,8 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
         ctx.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
     if outcome.error_type is not None:
         stage = "under autograd" if outcome.stage == "grad" else "raised"
+        if ctx.hidden:  # its message could quote the inputs drawn at grading time: keep only the type
+            ctx.fail(f"{where}: your function {stage} {outcome.error_type}")
         ctx.fail(f"{where}: your function {stage} {outcome.error_type}: {outcome.error_message}")
     if outcome.mutated:
         ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")

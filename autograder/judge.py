@@ -1,0 +1,92 @@
+"""Judging a *value* answer (a derivation's SymPy steps, a concept answer) in a child process.
+
+A function answer is judged in the grader by calling it in the sandbox; its replies are tensors
+of bounded size. A value answer is different: the checks compute with it in the grader, and a
+SymPy expression can be built to make that computation explode (``10**(10**39 * x**0)`` is cheap
+to send and endless to evaluate once ``x`` is substituted). So value answers are judged in a
+child of the grader — forked from a server that has the checks already imported, so a judgement
+costs milliseconds — with a wall-clock limit and a memory cap, and killed when it overruns.
+Parent and child exchange JSON text only.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import threading
+from typing import Any
+
+# the checks and SymPy are imported once, in the fork server, not in every child
+import sympy  # noqa: F401
+
+import dgm.checks  # noqa: F401
+
+_CONTEXT = None
+_LOCK = threading.Lock()
+
+
+def _context():
+    global _CONTEXT
+    with _LOCK:
+        if _CONTEXT is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["autograder.judge"])
+            _CONTEXT = ctx
+        return _CONTEXT
+
+
+def _child(conn, task: str, encoded: str, suite: str, expected: Any, seed: int, memory_bytes: int) -> None:
+    from dgm.checks import CheckFailed, run_check
+    from dgm.checks.wire import WireError, decode
+
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    except (ValueError, OSError):
+        pass
+    try:
+        value = decode(json.loads(encoded))
+        run_check(task, value, suite=suite, expected=expected, seed=seed)
+        result = {"outcome": "pass", "message": ""}
+    except CheckFailed as err:
+        result = {"outcome": "fail", "message": str(err)[:2000]}
+    except WireError as err:
+        result = {"outcome": "wire", "message": str(err)[:300]}
+    except MemoryError:
+        result = {"outcome": "memory", "message": ""}
+    except RecursionError:
+        result = {"outcome": "memory", "message": "recursion"}
+    except Exception as err:  # noqa: BLE001 - a fault in the checks on this answer
+        result = {"outcome": "error", "message": type(err).__name__}
+    try:
+        conn.send_bytes(json.dumps(result).encode("utf-8"))
+    finally:
+        conn.close()
+
+
+def judge_value(task: str, encoded: Any, *, suite: str, expected: Any, seed: int, timeout: float,
+                memory_bytes: int = 2 * 2**30) -> dict:
+    """Run ``task``'s checks on an encoded value answer (:mod:`dgm.checks.wire` data) in a child;
+    returns ``{"outcome": "pass" | "fail" | "wire" | "memory" | "timeout" | "error", "message": ...}``."""
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(sender, task, json.dumps(encoded), suite, expected, seed, memory_bytes),
+                       daemon=True)
+    proc.start()
+    sender.close()
+    try:
+        if receiver.poll(timeout):
+            try:
+                data = json.loads(receiver.recv_bytes(1 << 20).decode("utf-8"))
+            except (EOFError, OSError, ValueError):
+                data = {"outcome": "error", "message": "no result"}
+        else:
+            data = {"outcome": "timeout", "message": ""}
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        receiver.close()
+    if not isinstance(data, dict) or data.get("outcome") not in ("pass", "fail", "wire", "memory", "timeout", "error"):
+        return {"outcome": "error", "message": "malformed result"}
+    return data
