@@ -536,9 +536,10 @@ def _status(events: list[tuple[str, str]], limits: Limits, stopped: str | None) 
 
 
 def invalid_record(sub: Submission, program: Program) -> dict:
+    """The record of a submission that could not be read: 0 everywhere (nothing to grade by hand)."""
     tasks = tasks_table(program)
     return {"student_id": sub.student_id, "origin": sub.origin, "status": "invalid", "reasons": list(sub.notes),
-            "scores": {t["name"]: (None if t["manual"] else 0.0) for t in tasks}, "total": 0.0,
+            "scores": {t["name"]: 0.0 for t in tasks}, "total": 0.0,
             "max_total": sum(t["max_points"] for t in tasks if not t["manual"]), "seconds": 0.0,
             "answers": {}, "cells": []}
 
@@ -549,7 +550,11 @@ def invalid_record(sub: Submission, program: Program) -> dict:
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    """One worker per core this process may use (a pod's CPU quota is not seen: pass --workers)."""
+    from autograder.sandbox import MAX_SLOTS
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_SLOTS, cores))
 
 
 def grade_all(subs: list[Submission], program: Program, limits: Limits, *, workers: int = 1, run_seed: int = 0,
@@ -560,8 +565,12 @@ def grade_all(subs: list[Submission], program: Program, limits: Limits, *, worke
     hidden = hidden_modules_for(program.assignment)
     records = [invalid_record(s, program) for s in subs if s.status == "invalid"]
     valid = [s for s in subs if s.status != "invalid"]
+    from autograder.sandbox import MAX_SLOTS
+
+    if not 1 <= workers <= MAX_SLOTS:
+        raise GradingError(f"--workers must be between 1 and {MAX_SLOTS}; got {workers}")
     slots: queue.Queue[int] = queue.Queue()
-    for i in range(max(1, workers)):
+    for i in range(workers):
         slots.put(i)
 
     def one(sub: Submission) -> dict:
@@ -573,7 +582,7 @@ def grade_all(subs: list[Submission], program: Program, limits: Limits, *, worke
 
     bar = tqdm(total=len(valid), desc=f"grading {program.assignment}", unit="nb", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grade") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
         futures = {pool.submit(one, s): s for s in valid}
         for future in as_completed(futures):
             sub = futures[future]
@@ -640,6 +649,9 @@ def merge(parts: list[Path]) -> dict:
     for path, data in loaded:
         if data["assignment"] != first["assignment"] or data["shard"][1] != n or data["tasks"] != first["tasks"]:
             raise GradingError(f"{path} belongs to another assignment or another split than {loaded[0][0]}")
+        if data.get("limits") != first.get("limits"):
+            raise GradingError(f"{path} was graded with other limits ({data.get('limits')}) than {loaded[0][0]} "
+                               f"({first.get('limits')}): grade every shard with the same options")
         i = data["shard"][0]
         if i in seen_shards:
             raise GradingError(f"shard {i}/{n} is given twice")
@@ -720,7 +732,8 @@ def write_all(results: dict, out: Path, program: Program, seconds: float | None 
     paths["autograded"] = write_autograded(results, out)
     summary = reports.format_summary(results, seconds)
     paths["summary"].write_text(summary + "\n", encoding="utf-8", errors="replace")
-    lines = [summary, ""] + [f"{name + ':':<12}{path}" for name, path in paths.items()]
+    width = max(len(name) for name in paths) + 2
+    lines = [summary, ""] + [f"{name + ':':<{width}}{path}" for name, path in paths.items()]
     return paths, "\n".join(lines)
 
 
@@ -817,8 +830,8 @@ def grade_folder(folder: Path, assignment: str | None = None, out: Path | None =
         check_submission(sub, assignment, expected)
     limits = limits or Limits(cell_timeout=float(cell_timeout), notebook_budget=float(notebook_budget))
     run_seed = secrets.randbits(62) if seed is None else int(seed)
-    records = grade_all(subs, program, limits, workers=workers or default_workers(), run_seed=run_seed,
-                        progress=progress)
+    workers = default_workers() if workers is None else workers
+    records = grade_all(subs, program, limits, workers=workers, run_seed=run_seed, progress=progress)
     results = results_object(program, records, run_seed, shard_t, limits)
     seconds = time.perf_counter() - start
     if shard_t[1] > 1:

@@ -85,8 +85,12 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+_PROBED: list[bool] = []
+
+
 def check_available() -> None:
-    """Raise :class:`SandboxUnavailable` with the fix when sandboxed grading cannot run here."""
+    """Raise :class:`SandboxUnavailable` with the fix when sandboxed grading cannot run here: the
+    tools are missing, or bubblewrap cannot build its namespaces (tried once per process)."""
     if bwrap_path() is None:
         raise SandboxUnavailable("bubblewrap is not installed: `apt-get install bubblewrap` (Debian/Ubuntu) "
                                  "or `dnf install bubblewrap`; grading never runs student code unsandboxed")
@@ -94,12 +98,37 @@ def check_available() -> None:
         raise SandboxUnavailable("setpriv (util-linux) is needed to drop privileges inside the sandbox")
     if shutil.which("prlimit") is None:
         raise SandboxUnavailable("prlimit (util-linux) is needed to cap the sandbox's resources")
+    if _PROBED:
+        return
+    probe = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+             *(["--unshare-user"] if os.geteuid() != 0 else []), "--die-with-parent", "--ro-bind", "/usr", "/usr",
+             *[a for top in ("bin", "lib", "lib64") if Path("/", top).exists()
+               for a in (["--symlink", os.readlink(f"/{top}"), f"/{top}"] if Path("/", top).is_symlink()
+                         else ["--ro-bind", f"/{top}", f"/{top}"])],
+             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise SandboxUnavailable(f"bubblewrap could not be started: {err}") from err
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip()[:300] or f"exit code {done.returncode}"
+        raise SandboxUnavailable(f"bubblewrap cannot build a sandbox on this machine ({why}); it needs root or "
+                                 "unprivileged user namespaces, and a container must allow unshare/mount "
+                                 "(see docs/grading.md)")
+    _PROBED.append(True)
+
+
+#: parallel sandboxes one grader process can run, each with a uid of its own
+MAX_SLOTS = 64
 
 
 def sandbox_uid(slot: int) -> int:
-    """The unprivileged uid of parallel slot ``slot`` of this grader process: distinct per slot, and
-    per grader process (shards on one machine), so process quotas are never shared."""
-    return 200_000 + (os.getpid() % 20_000) * 16 + slot % 16
+    """The unprivileged uid of parallel slot ``slot`` (< :data:`MAX_SLOTS`) of this grader process:
+    distinct per slot, and per grader process (shards on one machine), so process quotas are
+    never shared."""
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"slot must be in [0, {MAX_SLOTS}); got {slot}")
+    return 200_000 + (os.getpid() % 30_000) * MAX_SLOTS + slot
 
 
 def _ancestors(path: str) -> list[str]:
@@ -204,7 +233,7 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
     cmd += ["--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", "/opt", "--perms", "0755",
             "--dir", "/opt/kernel", "--ro-bind", str(WORKER), WORKER_PATH,
             "--bind", str(scratch), SANDBOX_HOME, "--perms", "0755", "--dir", "/tmp",
-            "--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_HOME]
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_HOME]
     env = {"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_HOME, "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{SANDBOX_HOME}/.matplotlib",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",

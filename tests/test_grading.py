@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -290,3 +291,39 @@ def test_only_answer_cells_come_from_the_submission():
     del nb.cells[nb.cells.index(copy)]
     got, notes = student_answers(nb, program)
     assert "gaussian_kl_diag" not in got and any("no answer cell for gaussian_kl_diag" in n for n in notes)
+
+
+def test_grading_refuses_to_run_without_a_working_sandbox(tmp_path, monkeypatch, capsys):
+    """A bwrap that cannot build namespaces stops grading with its own message (exit 2) instead of
+    marking every student crashed."""
+    from autograder import sandbox
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(sandbox, "_PROBED", [])
+    code = main(["grade", str(REPO_ROOT / SAMPLES_DIR), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot build a sandbox" in err and "No permissions to create new namespace" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_worker_count_is_validated(tmp_path):
+    with pytest.raises(GradingError, match="--workers"):
+        grade_folder(REPO_ROOT / SAMPLES_DIR, out=tmp_path / "out", progress=False, workers=0)
+    with pytest.raises(GradingError, match="--workers"):
+        grade_folder(REPO_ROOT / SAMPLES_DIR, out=tmp_path / "out", progress=False, workers=65)
+
+
+def test_merge_refuses_shards_graded_with_other_limits(tmp_path):
+    parts = []
+    for i, budget in ((0, "100"), (1, "120")):
+        part = tmp_path / f"shard-{i}"
+        assert main(["grade", str(REPO_ROOT / SAMPLES_DIR), "--out", str(part), "--no-progress", "--shard", f"{i}/2",
+                     "--notebook-budget", budget, "--workers", "1"]) == 0
+        parts.append(part)
+    with pytest.raises(GradingError, match="other limits"):
+        merge(parts)
