@@ -39,6 +39,7 @@ import os
 import queue
 import re
 import secrets
+import stat
 import sys
 import time
 import warnings
@@ -51,6 +52,7 @@ import nbformat
 
 from autograder import nbgrader_config as cfg
 from autograder.course import REPO_ROOT, assignments, source_notebook
+from autograder.judge import JudgeUnavailable
 from autograder.program import (
     Program,
     ProgramError,
@@ -133,29 +135,47 @@ def discover(folder: Path, assignment: str) -> list[Submission]:
     folder = Path(folder)
     if not folder.is_dir():
         raise GradingError(f"{folder} is not a folder of submissions")
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, str | None]] = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(("._", ".~")) or entry.name == ".ipynb_checkpoints":
             continue  # editor lock files, macOS metadata, Jupyter checkpoints
-        if entry.is_file() and entry.suffix == ".ipynb":
-            found.append((entry.stem, entry))
+        if entry.suffix == ".ipynb" and (entry.is_symlink() or entry.is_file()):
+            found.append((entry.stem, entry, _link_problem(folder, entry)))
         elif entry.is_dir() and not entry.name.startswith("."):
             nested = entry / assignment / f"{assignment}.ipynb"
-            if nested.is_file():
-                found.append((entry.name, nested))
+            if nested.is_file() or nested.is_symlink():
+                found.append((entry.name, nested, _link_problem(folder, nested)))
     if not found:
         raise GradingError(
             f"no notebooks in {folder}: expected <student_id>.ipynb files or "
             f"<student_id>/{assignment}/{assignment}.ipynb")
+    # ids that need no change are given first, so "alice!" can never take "alice" from alice
     taken: set[str] = set()
+    ids: dict[int, str] = {}
+    order = sorted(range(len(found)), key=lambda i: (sanitise_student_id(found[i][0], set()) != found[i][0], i))
+    for i in order:
+        ids[i] = sanitise_student_id(found[i][0], taken)
     subs = []
-    for raw, path in found:
-        sid = sanitise_student_id(raw, taken)
+    for i, (raw, path, problem) in enumerate(found):
+        sid = ids[i]
         sub = Submission(student_id=sid, origin=str(path.relative_to(folder)), path=path)
         if sid != raw:
             sub.notes.append(f"student id {raw!r} graded as {sid!r}")
+        if problem:
+            sub.invalid(problem)
         subs.append(sub)
     return subs
+
+
+def _link_problem(folder: Path, path: Path) -> str | None:
+    """Why ``path`` may not be read as a submission: a symbolic link anywhere on its way from
+    ``folder`` (it could point at the solutions or at another student's file), else None."""
+    current = Path(folder)
+    for part in path.relative_to(folder).parts:
+        current = current / part
+        if current.is_symlink():
+            return f"{current.relative_to(folder)} is a symbolic link, not a file: links are never followed"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,12 +185,20 @@ def discover(folder: Path, assignment: str) -> list[Submission]:
 
 def check_submission(sub: Submission, assignment: str, expected_answers: set[str]) -> None:
     """Read and validate ``sub``; sets ``sub.notebook`` or marks it ``invalid`` with a reason."""
+    if sub.status == "invalid":
+        return None
     try:
-        if sub.path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        fd = os.open(sub.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return sub.invalid("not a regular file")
+            data = f.read(MAX_NOTEBOOK_BYTES + 1)
+        if len(data) > MAX_NOTEBOOK_BYTES:
             return sub.invalid(f"file larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
-        text = sub.path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        return sub.invalid(f"cannot read the file: {err}")
+        why = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        return sub.invalid(f"cannot read the file: {why}")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
@@ -292,14 +320,14 @@ class RemoteFunction:
                           differentiable=reply.get("differentiable") is not False)
         if outcome.error_type and _OOM.search(f"{outcome.error_type}: {outcome.error_message}"):
             self.runner.events.append(("oom", f"{self.name} in the checks"))
-        if outcome.error_type is None:
-            outcome.value = wire.decode(reply.get("value"))
+        if outcome.error_type is None:  # no function task returns SymPy: never rebuild it here
+            outcome.value = wire.decode(reply.get("value"), sympy=False)
             grads = reply.get("grads")
             if grad is not None and outcome.differentiable:
-                if not isinstance(grads, list):
+                if not isinstance(grads, list) or len(grads) > 64:
                     outcome.differentiable = False
                 else:
-                    outcome.grads = [wire.decode(g) for g in grads]
+                    outcome.grads = [wire.decode(g, sympy=False) for g in grads]
         return outcome
 
     def forbidden_uses(self, modules: tuple[str, ...]) -> list[str]:
@@ -425,6 +453,8 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                     message, passed = f"{call.task}: all {call.suite} checks passed", True
                 except CheckFailed as err:
                     message, passed = str(err)[:2000], False
+                except JudgeUnavailable:
+                    raise
                 except SandboxFailure as failure:
                     runner.events.append((failure.kind, f"the checks of {call.task}"))
                     message, passed = f"[{call.task}] the checks stopped: {failure}", False
@@ -588,7 +618,7 @@ def grade_all(subs: list[Submission], program: Program, limits: Limits, *, worke
             sub = futures[future]
             try:
                 records.append(future.result())
-            except SandboxUnavailable:
+            except (SandboxUnavailable, JudgeUnavailable):
                 raise
             except Exception as err:  # noqa: BLE001 - one student's failure never stops the class
                 log.exception("grading %s failed", sub.student_id)
@@ -690,11 +720,16 @@ def write_autograded(results: dict, out: Path) -> Path:
                                       "reasons": rec["reasons"], "total": rec["total"], "max_total": rec["max_total"]}
         for cell in rec["cells"]:
             kind = cell["kind"]
-            if kind in ("markdown", "manual"):
-                md = nbformat.v4.new_markdown_cell(cell["source"])
-                if kind == "manual":
-                    md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "graded_by_hand": True,
-                                                  "max_points": cell.get("max_points")}
+            if kind == "markdown":
+                nb.cells.append(nbformat.v4.new_markdown_cell(cell["source"]))
+            elif kind == "manual":  # the student's text, shown as text: no HTML, images or fake results
+                text = str(cell["source"])
+                fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+                md = nbformat.v4.new_markdown_cell(
+                    f"**Written answer `{cell['grade_id']}`** (graded by hand, {cell.get('max_points', 0):g} points), "
+                    f"as the student wrote it:\n\n{fence}text\n{text}\n{fence}")
+                md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "graded_by_hand": True,
+                                              "max_points": cell.get("max_points")}
                 nb.cells.append(md)
             elif kind in ("code", "answer"):
                 code = nbformat.v4.new_code_cell(cell["source"])
@@ -831,7 +866,10 @@ def grade_folder(folder: Path, assignment: str | None = None, out: Path | None =
     limits = limits or Limits(cell_timeout=float(cell_timeout), notebook_budget=float(notebook_budget))
     run_seed = secrets.randbits(62) if seed is None else int(seed)
     workers = default_workers() if workers is None else workers
-    records = grade_all(subs, program, limits, workers=workers, run_seed=run_seed, progress=progress)
+    try:
+        records = grade_all(subs, program, limits, workers=workers, run_seed=run_seed, progress=progress)
+    except (SandboxUnavailable, JudgeUnavailable) as err:
+        raise GradingError(str(err)) from err
     results = results_object(program, records, run_seed, shard_t, limits)
     seconds = time.perf_counter() - start
     if shard_t[1] > 1:

@@ -26,6 +26,10 @@ _CONTEXT = None
 _LOCK = threading.Lock()
 
 
+class JudgeUnavailable(RuntimeError):
+    """The judging child could not be started (grading itself fails: no student is to blame)."""
+
+
 def _context():
     global _CONTEXT
     with _LOCK:
@@ -72,14 +76,23 @@ def judge_value(task: str, encoded: Any, *, suite: str, expected: Any, seed: int
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(sender, task, json.dumps(encoded), suite, expected, seed, memory_bytes),
                        daemon=True)
-    proc.start()
+    try:
+        proc.start()
+    except Exception as err:  # noqa: BLE001 - the fork server could not start
+        raise JudgeUnavailable(f"the judge's child process could not start ({type(err).__name__}: {err}); "
+                               "a script calling grade_folder needs an `if __name__ == \"__main__\":` guard") from err
     sender.close()
     try:
         if receiver.poll(timeout):
             try:
                 data = json.loads(receiver.recv_bytes(1 << 20).decode("utf-8"))
             except (EOFError, OSError, ValueError):
-                data = {"outcome": "error", "message": "no result"}
+                proc.join(5)
+                if proc.exitcode not in (None, 0) and proc.exitcode > 0:
+                    raise JudgeUnavailable(f"the judge's child process exited with code {proc.exitcode} before "
+                                           "judging (could it import the course? a script calling grade_folder "
+                                           "needs an `if __name__ == \"__main__\":` guard)") from None
+                data = {"outcome": "memory", "message": "the judge was killed"}
         else:
             data = {"outcome": "timeout", "message": ""}
     finally:

@@ -920,6 +920,108 @@ def _empty_file(root: Path) -> bytes:
 # The suite
 # --------------------------------------------------------------------------------------------
 
+# Found by a review after the first suite: each scored, leaked or hurt the grader before its fix.
+
+FACTORY_BYPASS = '''
+import torch
+
+
+def _make():
+    D = torch.distributions
+
+    def f(mean_q, logvar_q, mean_p, logvar_p):
+        q = D.Normal(mean_q, torch.exp(0.5 * logvar_q))
+        p = D.Normal(mean_p, torch.exp(0.5 * logvar_p))
+        return D.kl_divergence(q, p).sum(-1)
+    return f
+
+
+gaussian_kl_diag = _make()
+'''
+
+DICT_BYPASS = '''
+import math
+import torch
+
+
+def kl_monte_carlo_gaussian(mean_q, logvar_q, mean_p, logvar_p, num_samples, generator):
+    D = torch.__dict__["distributions"]
+    shape = torch.broadcast_shapes(mean_q.shape, logvar_q.shape)
+    eps = torch.randn((num_samples, *shape), generator=generator, dtype=mean_q.dtype, device=mean_q.device)
+    std_q, std_p = torch.exp(0.5 * logvar_q), torch.exp(0.5 * logvar_p)
+    z = mean_q + std_q * eps
+    log_ratio = (D.Normal(mean_q, std_q).log_prob(z) - D.Normal(mean_p, std_p).log_prob(z)).sum(-1)
+    return log_ratio.mean(0), log_ratio.std(0) / math.sqrt(num_samples)
+'''
+
+RUN_CELL_BYPASS = '''
+get_ipython().run_cell("import torch.distributions as _TD")
+import torch
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    q = _TD.Normal(mean_q, torch.exp(0.5 * logvar_q))
+    p = _TD.Normal(mean_p, torch.exp(0.5 * logvar_p))
+    return _TD.kl_divergence(q, p).sum(-1)
+'''
+
+FIXED_SEED_MC = '''
+# Ignores `generator` (a fixed seed of its own), but fakes the "different seeds differ" check by
+# answering the third call of each input with junk.
+import math
+import torch
+
+_seen = set()
+
+
+def kl_monte_carlo_gaussian(mean_q, logvar_q, mean_p, logvar_p, num_samples, generator):
+    key = (tuple(mean_q.flatten().tolist()), num_samples)
+    count = sum(1 for k in _seen if k[0] == key)
+    _seen.add((key, len(_seen)))
+    if count >= 2:
+        return [None]
+    g = torch.Generator().manual_seed(0)
+    shape = torch.broadcast_shapes(mean_q.shape, logvar_q.shape)
+    eps = torch.randn((num_samples, *shape), generator=g, dtype=torch.float64).to(mean_q.dtype)
+    z = mean_q + torch.exp(0.5 * logvar_q) * eps
+    def logp(z, m, lv):
+        return (-0.5 * (math.log(2 * math.pi) + lv + (z - m) ** 2 / torch.exp(lv))).sum(-1)
+    r = logp(z, mean_q, logvar_q) - logp(z, mean_p, logvar_p)
+    return r.mean(0), r.std(0) / math.sqrt(num_samples)
+'''
+
+OPAQUE_FLOOD = '''
+# 300,000 objects of distinct classes: each would become a class in the grader if it cached one per name.
+_objs = [type(f"C{j}_{i}_" + "A" * 60, (), {})() for j in range(30) for i in range(10000)]
+_payload = tuple(tuple(_objs[j * 10000:(j + 1) * 10000]) for j in range(30))
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    return _payload
+'''
+
+INODE_FLOOD = '''
+# 200,000 empty files: no blocks, only inodes of the grader's disk
+import os
+os.makedirs("flood", exist_ok=True)
+for i in range(200_000):
+    open(f"flood/{i}", "w").close()
+ANSWER_VAE_SAMPLING = True
+'''
+
+SYMPY_REPLY_FLOOD = '''
+# A function answer replying with 170 copies of a 20,000-node SymPy sum (cheap to send, slow to rebuild)
+import sympy as sp
+
+_x = sp.Symbol("x")
+_e = sp.Add(*[sp.Symbol(f"a{i}") * _x for i in range(10000)], evaluate=False)
+
+
+def linear_gaussian_posterior(x, W, b, sigma2):
+    return tuple([_e] * 170)
+'''
+
+
 SUITE: tuple[Attack, ...] = (
     # cheating the comparisons
     Attack("rebind_torch_numpy", "gaussian_kl_diag",
@@ -1024,6 +1126,22 @@ SUITE: tuple[Attack, ...] = (
     Attack("png_bytes", "gaussian_kl_diag", "a PNG image named .ipynb", _png_bytes, statuses=("invalid",)),
     Attack("json_list", "gaussian_kl_diag", "a JSON list instead of a notebook", _json_list, statuses=("invalid",)),
     Attack("empty_file", "gaussian_kl_diag", "an empty file", _empty_file, statuses=("invalid",)),
+    # found by a review
+    Attack("factory_bypass", "gaussian_kl_diag", "torch.distributions inside a function built by a factory",
+           replacing("gaussian_kl_diag", FACTORY_BYPASS)),
+    Attack("dict_bypass", "kl_monte_carlo", "torch.__dict__['distributions'] inside the function",
+           replacing("kl_monte_carlo", DICT_BYPASS)),
+    Attack("run_cell_bypass", "gaussian_kl_diag", "the forbidden import run as a string by get_ipython().run_cell",
+           replacing("gaussian_kl_diag", RUN_CELL_BYPASS)),
+    Attack("fixed_seed_mc", "kl_monte_carlo",
+           "ignores the generator and answers the third call with junk to dodge the different-seeds check",
+           replacing("kl_monte_carlo", FIXED_SEED_MC)),
+    Attack("opaque_flood", "gaussian_kl_diag", "replies with 300,000 objects of distinct classes",
+           replacing("gaussian_kl_diag", OPAQUE_FLOOD)),
+    Attack("inode_flood", "concept_vae_sampling", "200,000 empty files in its home, then the answer",
+           replacing("concept_vae_sampling", INODE_FLOOD), statuses=("crashed", "graded")),
+    Attack("sympy_reply_flood", "lg_posterior", "a function replying with 170 copies of a 20,000-node SymPy sum",
+           replacing("lg_posterior", SYMPY_REPLY_FLOOD)),
 )
 
 #: Attacks on the grader's own process rather than on the sandbox: graded in a run of their own,

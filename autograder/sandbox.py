@@ -286,7 +286,13 @@ def _wait_until_gone(uid: int, timeout: float) -> bool:
         time.sleep(0.01)
 
 
+#: what every file or folder costs at least, in bytes: empty files use inodes, not blocks
+ENTRY_BYTES = 4096
+
+
 def _scratch_size(root: Path, cap: int) -> int:
+    """Bytes used under ``root``, each entry counted as at least :data:`ENTRY_BYTES` (so a flood of
+    empty files is charged too); stops counting once past ``cap``."""
     total = 0
     stack = [str(root)]
     while stack and total <= cap:
@@ -296,10 +302,13 @@ def _scratch_size(root: Path, cap: int) -> int:
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
+                            total += ENTRY_BYTES
                         else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                            total += max(ENTRY_BYTES, entry.stat(follow_symlinks=False).st_blocks * 512)
                     except OSError:
                         continue
+                    if total > cap:
+                        break
         except OSError:
             continue
     return total
@@ -464,7 +473,8 @@ class Sandbox:
         while self.alive:
             scratch = self.scratch
             if scratch is not None and _scratch_size(scratch, cap) > cap:
-                self._failure = SandboxFailure("died", f"it wrote more than {cap // 2**20} MiB to its folder")
+                self._failure = SandboxFailure("died", f"it wrote more than {cap // 2**20} MiB (or more than "
+                                                       f"{cap // ENTRY_BYTES} files) to its folder")
                 self._kill_quietly()
                 return
             time.sleep(0.5)

@@ -22,7 +22,11 @@ _SHELL = re.compile(r"^(\s*)!.*$")
 _LINE_MAGIC = re.compile(r"^(\s*)%(?!%)(\w+)(?:\s+-\S+(?:\s+[^-\s]\S*)?)*\s*(.*)$")
 _CODE_MAGICS = {"time", "timeit", "prun", "debug", "capture"}   # line magics whose argument is Python code
 _CELL_MAGIC = re.compile(r"^\s*%%\w+.*$")
-_DYNAMIC = {"__import__", "exec", "eval", "compile", "importlib", "globals", "vars", "__builtins__", "builtins"}
+_DYNAMIC = {"__import__", "exec", "eval", "compile", "importlib", "globals", "vars", "__builtins__", "builtins",
+            "get_ipython", "__loader__", "__spec__"}
+#: attributes that reach code or modules by name: torch.__dict__["distributions"], shell.run_cell(...)
+_DYNAMIC_ATTRIBUTES = {"__dict__", "__getattribute__", "__globals__", "__builtins__", "run_cell", "run_line_magic",
+                       "run_cell_magic", "ex", "ev", "user_ns", "import_module"}
 DYNAMIC = "dynamic code (__import__, importlib, exec, eval, globals, getattr with a module name)"
 
 
@@ -121,6 +125,8 @@ def _dynamic_or_forbidden(node: ast.AST, alias: Mapping[str, str], modules: Sequ
         chain = None
         if isinstance(sub, ast.Attribute):
             chain = _dotted(sub)
+            if sub.attr in _DYNAMIC_ATTRIBUTES:
+                add(DYNAMIC)
         elif isinstance(sub, ast.Name):
             chain = sub.id
             if sub.id in _DYNAMIC:
@@ -210,8 +216,28 @@ def forbidden_uses(sources: Sequence[str], name: str, modules: Sequence[str]) ->
                 m = _matches(n, modules)
                 if m and m not in found:
                     found.append(m)
+    def add(items: Iterable[str]) -> None:
+        for h in items:
+            if h not in found:
+                found.append(h)
+
+    def top_level(tree: ast.Module) -> list[str]:
+        hits: list[str] = []
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+                hits += _dynamic_or_forbidden(node, alias, modules)
+        return hits
+
     if name not in functions:
+        # not a plain `def` (built by a factory, bound some other way): nothing may reach them
+        for tree in trees:
+            add(_dynamic_or_forbidden(tree, alias, modules))
         return found
+    for tree in trees:  # dynamic code at the top of the cell that defines the function
+        if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body) \
+                or any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+                       for n in tree.body):
+            add(h for h in top_level(tree) if h == DYNAMIC)
     seen: set[str] = set()
     todo = [name]
     while todo:
@@ -225,9 +251,7 @@ def forbidden_uses(sources: Sequence[str], name: str, modules: Sequence[str]) ->
                 if node.id in functions:
                     todo.append(node.id)
                 hits += tainted.get(node.id, [])
-        for h in hits:
-            if h not in found:
-                found.append(h)
+        add(hits)
     return found
 
 

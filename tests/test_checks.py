@@ -392,3 +392,13 @@ def test_monte_carlo_variance_for_standard_deviation_fails(suite):
 
 def test_monte_carlo_wrong_dtype_fails():
     _fails("kl_monte_carlo", lambda *a: tuple(t.float() for t in kl_mc(*a)), match="dtype")
+
+
+def test_a_derivation_step_that_only_wraps_the_previous_one_is_no_step():
+    """[start, 1·start (unevaluated), result] repeats the start: SymPy's own evaluation undoes it."""
+    import sympy as sp
+
+    steps = kl_steps()
+    for wrapped in (sp.Mul(1, steps[0], evaluate=False), sp.Add(steps[0], 0, evaluate=False)):
+        with pytest.raises(CheckFailed, match="repeats step 0"):
+            check("kl_derivation_steps", [steps[0], wrapped, steps[-1]])

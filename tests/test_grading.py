@@ -327,3 +327,33 @@ def test_merge_refuses_shards_graded_with_other_limits(tmp_path):
         parts.append(part)
     with pytest.raises(GradingError, match="other limits"):
         merge(parts)
+
+
+def test_symbolic_links_are_never_followed(tmp_path):
+    """A link to the solution, to another student's file or out of the folder is invalid, unread."""
+    from autograder.course import source_notebook
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), subs / "honest.ipynb")
+    (subs / "to_solution.ipynb").symlink_to(source_notebook(REPO_ROOT, ASSIGNMENT))
+    (subs / "to_honest.ipynb").symlink_to(subs / "honest.ipynb")
+    elsewhere = tmp_path / "elsewhere" / ASSIGNMENT
+    elsewhere.mkdir(parents=True)
+    shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), elsewhere / f"{ASSIGNMENT}.ipynb")
+    (subs / "linked_folder").symlink_to(tmp_path / "elsewhere")
+    found = {s.student_id: s for s in discover(subs, ASSIGNMENT)}
+    assert set(found) == {"honest", "to_solution", "to_honest", "linked_folder"}
+    for name in ("to_solution", "to_honest", "linked_folder"):
+        assert found[name].status == "invalid" and "symbolic link" in found[name].reason
+    assert found["honest"].status == "pending"
+
+
+def test_a_sanitised_id_never_takes_a_students_own_id(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("alice!", "alice", "bob"):
+        shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), subs / f"{name}.ipynb")
+    by_origin = {s.origin: s.student_id for s in discover(subs, ASSIGNMENT)}
+    assert by_origin["alice.ipynb"] == "alice" and by_origin["bob.ipynb"] == "bob"
+    assert by_origin["alice!.ipynb"] == "alice-2"

@@ -537,3 +537,50 @@ def test_annotation_only_statements_are_dropped():
 ])
 def test_renaming_any_identifier_does_not_matter(a, b):
     assert similarity(normalise(a), normalise(b)) == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# ways around the check found by a review (each scored full marks before the fix)
+# --------------------------------------------------------------------------------------------
+
+REVIEW_BYPASSES = {
+    "a function built by a factory": ("""
+        import torch
+
+        def _make():
+            D = torch.distributions
+            def f(m, s):
+                return D.Normal(m, s).mean
+            return f
+
+        kl = _make()
+        """, "torch.distributions"),
+    "the module reached through __dict__": ("""
+        import torch
+
+        def kl(m, s):
+            D = torch.__dict__["distributions"]
+            return D.Normal(m, s).mean
+        """, DYNAMIC),
+    "an import run as a string by the shell": ("""
+        get_ipython().run_cell("import torch.distributions as _TD")
+
+        def kl(m, s):
+            return _TD.Normal(m, s).mean
+        """, DYNAMIC),
+}
+
+
+@pytest.mark.parametrize("key", list(REVIEW_BYPASSES))
+def test_review_bypasses_are_charged(key):
+    source, expected = REVIEW_BYPASSES[key]
+    assert any(expected in found for found in uses(source))
+
+
+def test_module_methods_of_a_network_are_not_dynamic_code():
+    assert uses("""
+        import torch
+
+        def kl(critic, x):
+            return sum(p.sum() for m in critic.modules() for p in m.parameters()) * x
+        """) == []

@@ -389,7 +389,8 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
         extra = {x.name for x in s.free_symbols} - allowed
         if extra:
             ctx.fail(f"step {i} uses symbols outside the exercise's: {sorted(extra)}")
-    reprs = [sp.srepr(s) for s in steps]
+    # compared after SymPy's automatic simplification, so `Mul(1, step, evaluate=False)` is no new step
+    reprs = [sp.srepr(_evaluated(s)) for s in steps]
     for i in range(1, len(steps)):
         if reprs[i] == reprs[i - 1]:
             ctx.fail(f"step {i} repeats step {i - 1}; each step must rewrite the one before")
@@ -412,6 +413,17 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
     for p, v in zip(points, values[-1]):
         if not math.isclose(v, target(p), rel_tol=1e-7, abs_tol=1e-9):
             ctx.fail("the final expression is not the quantity asked for")
+
+
+def _evaluated(expr):
+    """``expr`` rebuilt bottom-up with SymPy's automatic evaluation (``1*x`` → ``x``, ``x + 0`` → ``x``),
+    without any further simplification."""
+    if not expr.args:
+        return expr
+    try:
+        return expr.func(*[_evaluated(a) for a in expr.args])
+    except Exception:  # noqa: BLE001 - a node that cannot be rebuilt from its args: compare it as it is
+        return expr
 
 
 def derivation_report(steps: Sequence, point: Mapping[str, float]) -> None:

@@ -92,12 +92,20 @@ def _kl_mc(ctx: Ctx, fn: Callable, expected: Any) -> None:
                 ctx.fail(f"{where}: {name} has dtype {t.dtype}, expected {mq.dtype} (keep the inputs' dtype)")
             if not bool(torch.isfinite(t).all()):
                 ctx.fail(f"{where}: {name} contains NaN or infinity")
-        again = call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed), where=where)
-        if not (isinstance(again, tuple) and len(again) == 2 and torch.equal(again[0], est)):
+        def estimate_of(out) -> torch.Tensor:
+            first, _ = expect_pair(ctx, out, where)
+            if type(first) is not torch.Tensor or first.shape != est.shape:  # noqa: E721
+                ctx.fail(f"{where}: calls with the same arguments returned estimates of different types or shapes")
+            return first
+
+        again = estimate_of(call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed), where=where))
+        if not torch.equal(again, est):
             ctx.fail(f"{where}: two calls with identically seeded generators gave different estimates — "
                      "draw every random number with the `generator` argument")
-        other = call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(seed + 7919), where=where)
-        if isinstance(other, tuple) and len(other) == 2 and torch.equal(other[0], est):
+        other_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))  # unpredictable, != seed
+        other_seed += other_seed == seed
+        other = estimate_of(call(ctx, fn, mq, lq, mp, lp, S, torch.Generator().manual_seed(other_seed), where=where))
+        if torch.equal(other, est):
             ctx.fail(f"{where}: generators with different seeds gave identical estimates — the estimate must "
                      "come from samples drawn with the `generator` argument (not a fixed seed or a closed form)")
         mq, lq, mp, lp = (a.double() for a in (mq, lq, mp, lp))

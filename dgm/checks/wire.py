@@ -25,6 +25,7 @@ import keyword
 import math
 import re
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -71,15 +72,22 @@ class Opaque:
 
 
 _OPAQUE_TYPES: dict[str, type] = {}
+#: distinct placeholder classes kept; beyond this, a placeholder is named plain ``object`` (a reply
+#: with a million distinct type names must not grow the grader's memory)
+MAX_OPAQUE_TYPES = 512
 
 
 def opaque(type_name: str) -> Opaque:
     """An :class:`Opaque` instance whose class is named after ``type_name`` (sanitised)."""
-    name = re.sub(r"[^A-Za-z0-9_.()<> -]", "_", str(type_name))[:80] or "object"
+    name = re.sub(r"[^A-Za-z0-9_.()<> -]", "_", str(type_name)[:200])[:80] or "object"
     cls = _OPAQUE_TYPES.get(name)
     if cls is None:
-        cls = type(name, (Opaque,), {"reported_type": name})
-        _OPAQUE_TYPES[name] = cls
+        if len(_OPAQUE_TYPES) >= MAX_OPAQUE_TYPES:
+            name = "object"
+            cls = _OPAQUE_TYPES.get(name)
+        if cls is None:
+            cls = type(name, (Opaque,), {"reported_type": name})
+            _OPAQUE_TYPES[name] = cls
     return cls()
 
 
@@ -228,13 +236,24 @@ def _symbol_name_ok(name: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def decode(data: Any, *, strict: bool = True) -> Any:
+def decode(data: Any, *, strict: bool = True, sympy: bool = True) -> Any:
     """Rebuild a value from :func:`encode`'s data; raises :class:`WireError` on malformed data.
 
     ``strict=True`` (the default, for anything that came from a sandbox): no factories and no
-    generators are built, and every size limit is enforced.
+    generators are built, and every size limit is enforced. ``sympy=False``: a SymPy expression is
+    not rebuilt but becomes an :class:`Opaque` (what a function's reply may not contain). The
+    node limit :data:`MAX_SYMPY_NODES` holds for the whole value, not per expression.
     """
+    _STATE.counter, _STATE.sympy = [0], sympy
     return _decode(data, strict, 0)
+
+
+class _DecodeState(threading.local):
+    counter: list[int] = [0]
+    sympy: bool = True
+
+
+_STATE = _DecodeState()
 
 
 def _decode(data: Any, strict: bool, depth: int) -> Any:
@@ -282,10 +301,11 @@ def _decode(data: Any, strict: bool, depth: int) -> Any:
     if tag == "tensor":
         return _decode_tensor(data)
     if tag == "sympy":
+        if not _STATE.sympy:
+            return opaque("sympy expression")
         import sympy
 
-        counter = [0]
-        return _sympy_build(data.get("tree"), sympy, counter, 0)
+        return _sympy_build(data.get("tree"), sympy, _STATE.counter, 0)
     if tag == "other":
         return opaque(str(data.get("type", "object")))
     if strict:
