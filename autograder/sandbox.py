@@ -15,6 +15,8 @@ the conversation with it.
 * **an unprivileged user**: ``setpriv`` drops to a uid of its own (one per parallel slot, so a fork
   bomb in one sandbox cannot exhaust another's process quota), with no capabilities, an empty
   bounding set and ``no_new_privs``;
+* **a control group** (:class:`CGroup`, as root): memory and processes of the whole sandbox, and
+  one core of CPU, so forked children cannot add up past the caps or starve other sandboxes;
 * **caps** (``prlimit``): address space, processes, file size, open files and CPU seconds; wall-clock
   time per request (a cell, a check) and per notebook is enforced here by killing the sandbox, and
   a watchdog kills it when its scratch folder outgrows its cap;
@@ -67,6 +69,7 @@ class Limits:
     start_timeout: float = 90.0             # seconds for the worker to start (imports torch)
     max_restarts: int = 3                   # fresh workers after a timeout or a crash
     judge_memory_bytes: int = 2 * 2**30     # the grader's child that judges a value answer (SymPy)
+    cpus: float = 1.0                       # CPU share of a sandbox (cgroup quota), in cores
 
 
 class SandboxUnavailable(RuntimeError):
@@ -290,6 +293,109 @@ def _wait_until_gone(uid: int, timeout: float) -> bool:
 ENTRY_BYTES = 4096
 
 
+class CGroup:
+    """A control group of the sandbox's processes (cgroup v1 controllers, or cgroup v2 when the
+    grader's own group may have children): memory and process caps for the *whole* sandbox — the
+    worker's ``prlimit`` caps count per process, and a student can fork — and one core of CPU, so a
+    busy sandbox cannot starve its neighbours. Best effort: where the grader may not create groups
+    (no root, a container without delegation), :meth:`create` returns None and the per-process caps
+    stand alone."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, dirs: list[Path], version: int) -> None:
+        self.dirs, self.version = dirs, version
+
+    @classmethod
+    def create(cls, name: str, limits: Limits) -> "CGroup | None":
+        try:
+            if (cls.ROOT / "cgroup.controllers").is_file():
+                return cls._create_v2(name, limits)
+            return cls._create_v1(name, limits)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _own_path(controller: str) -> str:
+        with open("/proc/self/cgroup", encoding="ascii") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controller in controllers.split(",") or (controller == "" and controllers == ""):
+                    return path.lstrip("/")
+        return ""
+
+    @classmethod
+    def _create_v1(cls, name: str, limits: Limits) -> "CGroup | None":
+        settings = {"memory": {"memory.limit_in_bytes": str(limits.memory_bytes)},
+                    "pids": {"pids.max": str(limits.processes)},
+                    "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(int(100000 * limits.cpus))}}
+        made: list[Path] = []
+        try:
+            for controller, values in settings.items():
+                base = cls.ROOT / controller
+                if not (base / "tasks").exists():
+                    if controller == "cpu":
+                        continue  # CPU sharing is a nicety; memory and pids are not
+                    raise OSError(f"no cgroup v1 {controller} controller")
+                folder = base / cls._own_path(controller) / name
+                folder.mkdir()
+                made.append(folder)
+                for key, value in values.items():
+                    (folder / key).write_text(value)
+        except OSError:
+            CGroup(made, 1).remove()
+            return None
+        return cls(made, 1)
+
+    @classmethod
+    def _create_v2(cls, name: str, limits: Limits) -> "CGroup | None":
+        folder = cls.ROOT / cls._own_path("") / name
+        folder.mkdir()
+        group = cls([folder], 2)
+        try:
+            (folder / "memory.max").write_text(str(limits.memory_bytes))
+            (folder / "pids.max").write_text(str(limits.processes))
+            try:
+                (folder / "cpu.max").write_text(f"{int(100000 * limits.cpus)} 100000")
+            except OSError:
+                pass
+        except OSError:
+            group.remove()
+            return None
+        return group
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def out_of_memory(self) -> bool:
+        """Whether the kernel's OOM killer acted in this group."""
+        for d in self.dirs:
+            try:
+                if self.version == 2:
+                    events = dict(line.split() for line in (d / "memory.events").read_text().splitlines())
+                    if int(events.get("oom_kill", 0)) > 0:
+                        return True
+                elif d.parent.name != "" and (d / "memory.failcnt").exists():
+                    oom = (d / "memory.oom_control").read_text() if (d / "memory.oom_control").exists() else ""
+                    if "oom_kill " in oom and int(oom.split("oom_kill ")[1].split()[0]) > 0:
+                        return True
+            except (OSError, ValueError, IndexError):
+                continue
+        return False
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
 def _scratch_size(root: Path, cap: int) -> int:
     """Bytes used under ``root``, each entry counted as at least :data:`ENTRY_BYTES` (so a flood of
     empty files is charged too); stops counting once past ``cap``."""
@@ -327,6 +433,7 @@ class Sandbox:
         self._failure: SandboxFailure | None = None
         self.startup_seconds = 0.0
         self.uid: int | None = None
+        self.cgroup: CGroup | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -340,6 +447,11 @@ class Sandbox:
             os.chown(self.scratch, uid, uid)
         read_fd, write_fd = os.pipe()
         cmd = build_command(self.scratch, uid, self.limits, self.hidden_modules, reply_fd=write_fd)
+        self.cgroup = CGroup.create(self.scratch.name, self.limits) if os.geteuid() == 0 else None
+        if self.cgroup is not None:  # join the group before bwrap starts: nothing escapes it
+            files = self.cgroup.procs_files
+            script = "".join(f'echo $$ > "${i + 1}" && ' for i in range(len(files))) + f'shift {len(files)} && exec "$@"'
+            cmd = ["/bin/sh", "-c", script, "sh", *files, *cmd]
         self._failure = None
         self._replies = queue.Queue()
         t0 = time.monotonic()
@@ -370,6 +482,9 @@ class Sandbox:
             proc.wait()
             if self.uid is not None:  # the sandbox's processes die just after bwrap: wait for them
                 _wait_until_gone(self.uid, 10.0)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         if self.scratch is not None:
             for _ in range(20):
                 shutil.rmtree(self.scratch, ignore_errors=True)
@@ -437,6 +552,9 @@ class Sandbox:
             if sig == "SIGXCPU":
                 return SandboxFailure("timeout", "the kernel used up its CPU time")
             if sig == "SIGKILL":
+                if self.cgroup is not None and self.cgroup.out_of_memory():
+                    return SandboxFailure("oom", f"its processes together used more than "
+                                                 f"{self.limits.memory_bytes // 2**20} MiB")
                 return SandboxFailure("died", "the kernel was killed")
             return SandboxFailure("died", f"the kernel died ({sig})")
         return SandboxFailure("died", f"the kernel exited (exit code {code})")

@@ -587,3 +587,34 @@ def test_a_call_returns_values_and_gradients_that_match_autograd(shared):
     # no mutation reported for a pure function
     plain = shared.request("call", deadline(), name="student_f", args=[wire.encode(a), wire.encode(b)], grad=None)
     assert plain["mutated"] is False and plain["grads"] is None
+
+
+FORKED_MEMORY = """
+import os, time
+pids = []
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:
+        b = bytearray(1536 * 2**20)          # 1.5 GiB each: 4.5 GiB together
+        for i in range(0, len(b), 4096):
+            b[i] = 1
+        time.sleep(2)
+        os._exit(0)
+    pids.append(pid)
+result = [os.waitpid(p, 0)[1] for p in pids]
+"""
+
+
+def test_processes_of_one_sandbox_share_its_memory_cap(fresh):
+    """prlimit caps each process; the sandbox's control group caps them together (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("control groups need root")
+    sb = fresh(slot=7)
+    assert sb.cgroup is not None, "as root on this machine the sandbox must get its control group"
+    statuses = probe(sb, FORKED_MEMORY, seconds=120)
+    killed = [s for s in statuses if s != 0]
+    assert killed, f"three children touched 4.5 GiB together under a 4 GiB cap: {statuses}"
+    assert cell(sb, "print('still here')")["stdout"].strip() == "still here"
+    folders = list(sb.cgroup.dirs)
+    sb.close()
+    assert not any(f.exists() for f in folders), "the control group outlived its sandbox"
