@@ -742,3 +742,10 @@ def test_whatever_encode_sends_decodes(value):
     while type(back) is list and len(back) == 1 and type(value) is list:  # too deep: an Opaque at the bottom
         back, value = back[0], value[0]
     assert back == value or isinstance(back, wire.Opaque)
+
+
+def test_a_flood_of_type_names_neither_grows_the_cache_nor_renames_later_values():
+    for i in range(3 * wire.MAX_OPAQUE_TYPES):
+        decode({"$": "other", "type": f"Flood{i}"})
+    assert len(wire._OPAQUE_TYPES) <= wire.MAX_OPAQUE_TYPES
+    assert type(decode(encode(student_function))).__name__ == "function"

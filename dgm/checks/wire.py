@@ -26,6 +26,7 @@ import math
 import re
 import sys
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -71,23 +72,25 @@ class Opaque:
         return f"<{self.reported_type} (not sent to the grader)>"
 
 
-_OPAQUE_TYPES: dict[str, type] = {}
-#: distinct placeholder classes kept; beyond this, a placeholder is named plain ``object`` (a reply
-#: with a million distinct type names must not grow the grader's memory)
+_OPAQUE_TYPES: OrderedDict[str, type] = OrderedDict()
+_OPAQUE_LOCK = threading.Lock()
+#: placeholder classes kept for reuse (least recently used beyond this are dropped, so a reply with
+#: a million distinct type names cannot grow the grader's memory, nor rename anyone else's)
 MAX_OPAQUE_TYPES = 512
 
 
 def opaque(type_name: str) -> Opaque:
     """An :class:`Opaque` instance whose class is named after ``type_name`` (sanitised)."""
     name = re.sub(r"[^A-Za-z0-9_.()<> -]", "_", str(type_name)[:200])[:80] or "object"
-    cls = _OPAQUE_TYPES.get(name)
-    if cls is None:
-        if len(_OPAQUE_TYPES) >= MAX_OPAQUE_TYPES:
-            name = "object"
-            cls = _OPAQUE_TYPES.get(name)
+    with _OPAQUE_LOCK:
+        cls = _OPAQUE_TYPES.get(name)
         if cls is None:
             cls = type(name, (Opaque,), {"reported_type": name})
             _OPAQUE_TYPES[name] = cls
+            while len(_OPAQUE_TYPES) > MAX_OPAQUE_TYPES:
+                _OPAQUE_TYPES.popitem(last=False)
+        else:
+            _OPAQUE_TYPES.move_to_end(name)
     return cls()
 
 
