@@ -35,7 +35,7 @@ def _context():
     with _LOCK:
         if _CONTEXT is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["autograder.judge"])
+            ctx.set_forkserver_preload(["autograder.judge", "autograder.judge_warmup"])
             _CONTEXT = ctx
         return _CONTEXT
 
