@@ -374,7 +374,7 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
     """Grade one valid submission in its own sandbox; returns its record (plain data, see
     :mod:`autograder.reports` for the schema)."""
     from dgm.checks import CheckFailed, run_check
-    from dgm.checks.wire import WireError
+    from dgm.checks.wire import WireError, decode
 
     start = time.perf_counter()
     answers, notes = student_answers(sub.notebook, program)
@@ -448,8 +448,11 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                     answer = _resolve_answer(runner, call, answer_sources)
                     if isinstance(answer, RemoteFunction):
                         run_check(call.task, answer, suite=call.suite, expected=call.expected, seed=seed)
-                    else:  # a value: judged in a child process with a time and memory limit
+                    elif _has_sympy(answer.data):  # SymPy: judged in a child with a time and memory limit
                         _judge_value_answer(call, answer, seed, runner, limits)
+                    else:  # plain data (a concept's letter): nothing in it can be expensive to check
+                        run_check(call.task, decode(answer.data, sympy=False), suite=call.suite,
+                                  expected=call.expected, seed=seed)
                     message, passed = f"{call.task}: all {call.suite} checks passed", True
                 except CheckFailed as err:
                     message, passed = str(err)[:2000], False
@@ -502,6 +505,16 @@ def _resolve_answer(runner: Runner, call, sources: list[str]) -> RemoteFunction 
     if kind == "function":
         return RemoteFunction(runner, call.answer_name, sources)
     return EncodedValue(reply.get("value"))
+
+
+def _has_sympy(data: Any, depth: int = 0) -> bool:
+    """Whether encoded data holds a SymPy expression anywhere (containers searched, bounded)."""
+    if depth > 16 or not isinstance(data, dict):
+        return False
+    if data.get("$") == "sympy":
+        return True
+    items = data.get("items")
+    return isinstance(items, list) and any(_has_sympy(x, depth + 1) for x in items[:10_000])
 
 
 def _judge_value_answer(call, answer: EncodedValue, seed: int, runner: Runner, limits: Limits) -> None:
