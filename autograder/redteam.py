@@ -1141,7 +1141,8 @@ SUITE: tuple[Attack, ...] = (
     Attack("inode_flood", "concept_vae_sampling", "200,000 empty files in its home, then the answer",
            replacing("concept_vae_sampling", INODE_FLOOD), statuses=("crashed", "graded")),
     Attack("sympy_reply_flood", "lg_posterior", "a function replying with 170 copies of a 20,000-node SymPy sum",
-           replacing("lg_posterior", SYMPY_REPLY_FLOOD)),
+           # encoding ~60 MB in the sandbox may outlast a short cell limit on a loaded machine: timeout is fine
+           replacing("lg_posterior", SYMPY_REPLY_FLOOD), statuses=("graded", "timeout", "crashed")),
 )
 
 #: Attacks on the grader's own process rather than on the sandbox: graded in a run of their own,
