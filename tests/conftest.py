@@ -79,3 +79,20 @@ def expect_check_fails(task, answer, suite="visible", match=None):
 
     with pytest.raises(CheckFailed, match=match):
         check(task, answer, suite=suite)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a session that ran the seed sweep (tests/test_sweep.py), print and save its table."""
+    ran_sweep = any("test_chapter_claims_hold_for_every_seed" in r.nodeid
+                    for reports in terminalreporter.stats.values() for r in reports if hasattr(r, "nodeid"))
+    if not ran_sweep:
+        return
+    from test_sweep import SWEEP_DIR, sweep_table
+
+    table = sweep_table()
+    if not table:
+        return
+    (SWEEP_DIR / "table.md").write_text(table + "\n", encoding="utf-8")
+    terminalreporter.section("seed sweep: every recorded chapter result, per member")
+    terminalreporter.write_line(table)
+    terminalreporter.write_line(f"(also in {SWEEP_DIR / 'table.md'})")
