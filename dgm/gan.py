@@ -784,7 +784,7 @@ def clip_weights_(module: nn.Module, c: float) -> nn.Module:
 
 
 def gradient_penalty(critic, real, fake, generator=None, target_norm: float = 1.0, *, epsilon=None) -> torch.Tensor:
-    r"""E_{x̂}[(‖∇_x f(x̂)‖₂ - 1)²] at x̂ = ε x_real + (1 - ε) x_fake, ε ~ U(0, 1) (WGAN-GP).
+    r"""E_{x̂}[(‖∇_x f(x̂)‖₂ - 1)²] at x̂ = u x_real + (1 - u) x_fake, u ~ U(0, 1) (WGAN-GP).
 
     A differentiable critic is 1-Lipschitz iff ‖∇f‖ ≤ 1 everywhere; the optimal critic has
     ‖∇f‖ = 1 on the segments between coupled points, so Gulrajani et al. (2017) penalise the
@@ -798,10 +798,11 @@ def gradient_penalty(critic, real, fake, generator=None, target_norm: float = 1.
     Args:
         critic: callable mapping ``(B, ...)`` to scores ``(B,)`` or ``(B, 1)``.
         real: ``(B, ...)`` data samples; fake: ``(B, ...)`` generated samples, same shape.
-        generator: ``torch.Generator`` for ε (its device is used for the draw, then ε moves to
-            ``real``'s device, so a CPU generator gives the same ε everywhere).
+        generator: ``torch.Generator`` for u (its device is used for the draw, then u moves to
+            ``real``'s device, so a CPU generator gives the same u everywhere).
         target_norm: the gradient norm the penalty pulls towards (1 for W₁).
-        epsilon: optional ``(B,)`` interpolation weights in [0, 1]; drawn when omitted.
+        epsilon: optional ``(B,)`` interpolation weights u in [0, 1] (the keyword keeps the exercise's
+            name); drawn when omitted.
 
     Returns:
         ``()`` the penalty, ≥ 0.
@@ -967,7 +968,7 @@ def train_gan(
     :func:`wasserstein_critic_loss` + ``gp_weight`` · :func:`gradient_penalty`, G minimises
     :func:`wasserstein_generator_loss` (Gulrajani et al. use ``critic_steps=5``, ``betas=(0.5, 0.9)``).
     Each generator step follows ``critic_steps`` critic steps on fresh minibatches. Every random
-    number (minibatch indices, noise z ~ N(0, I), ε of the penalty) comes from ``generator``, so
+    number (minibatch indices, noise z ~ N(0, I), u of the penalty) comes from ``generator``, so
     with seeded initial weights the run is reproducible. Chapter 5, "Mode collapse".
 
     Args:
