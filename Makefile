@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Tools the course shells out to (jupyter-book, nbgrader's alembic) come from the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: env book test test-fast release grade clean
+.PHONY: env book test test-fast bench release grade clean
 
 env: $(STAMP)
 
@@ -31,6 +31,12 @@ test: env
 # The library tests only (seconds).
 test-fast: env
 	$(PY) -m pytest -m "not slow"
+
+# Time every budget on this machine — each chapter (120 s), each solution notebook (60 s), grading
+# (15 s per notebook, 1 and 2 workers), the diffusion sampler's overhead (2x) — and print one table
+# (several minutes). Exit 1 when a budget is broken. The tests assert no timing; this does.
+bench: env
+	$(PY) -m benchmarks
 
 # Regenerate exercises/ from solutions/ (instructors).
 release: env

@@ -12,7 +12,11 @@ Every :class:`Attack` builds one submission file (:attr:`Attack.build`) aimed at
   mislabelled cells, writes that fail) that must keep full marks on its target.
 
 :attr:`Attack.statuses` lists the statuses the submission may end with (a fork bomb must end as a
-``timeout``, a truncated file as ``invalid``...).
+``timeout``, a truncated file as ``invalid``...). No status may depend on how loaded the grading
+machine is: an attack that does heavy work (a flood, a big reply, a walk of the file system, a
+memory hog) may also end as ``timeout`` where a slower machine lets a cell or check outrun its
+limit, and as ``crashed`` where a cap may kill it first. Such an attack is always a ``"zero"``
+one, so what the suite holds it to is its score on its target, not how it was stopped.
 
 Every submission is the release notebook filled with the solution's answers
 (:func:`autograder.samples.filled_release`), with one answer cell replaced or the notebook's
@@ -50,6 +54,8 @@ ASSIGNMENT = "01-elbo"
 CONTROL = "control"
 #: Statuses an attack may end with unless it says otherwise.
 GRADED = ("graded",)
+#: ... and those of a "zero" attack doing heavy work, which a loaded machine may let outrun a limit.
+GRADED_OR_TIMEOUT = ("graded", "timeout")
 
 #: Written by the attacks into every folder they can name outside their scratch folder.
 ESCAPE_FILE = "dgm-redteam-escape.txt"
@@ -1050,7 +1056,9 @@ SUITE: tuple[Attack, ...] = (
     # talking to the grader
     Attack("forge_reply", "gaussian_kl_diag",
            "writes 300 forged all-passed replies to every descriptor > 2 in /proc/self/fd, in the cell and "
-           "in every call; wrong answer", replacing("gaussian_kl_diag", FORGE_REPLY)),
+           "in every call; wrong answer", replacing("gaussian_kl_diag", FORGE_REPLY),
+           # ~130 kB written per descriptor and per call: a loaded machine may outlast a call's limit
+           statuses=GRADED_OR_TIMEOUT),
     Attack("hijack_reply_encoder", "kl_monte_carlo",
            "patches json.dumps inside the kernel so that every reply claims success; the function raises",
            replacing("kl_monte_carlo", HIJACK_ENCODER)),
@@ -1076,7 +1084,9 @@ SUITE: tuple[Attack, ...] = (
     Attack("snoop_filesystem", "concept_kl_asymmetry",
            "walks up from the working directory and down from / for solutions/, gradebook.db, *.ipynb, "
            "autograder/; prints what it finds, steals the hidden answer if it can, forges score files; "
-           "wrong letter otherwise", replacing("concept_kl_asymmetry", SNOOP)),
+           "wrong letter otherwise", replacing("concept_kl_asymmetry", SNOOP),
+           # a walk of up to 50,000 files may outlast the cell's limit on a loaded machine
+           statuses=GRADED_OR_TIMEOUT),
     Attack("write_outside_scratch", "kl_derivation_steps",
            "writes into /tmp, /, /work, the repository, the dgm package, sys.prefix, ~/.., /home, /opt/kernel... directly "
            "and through symlinks; correct derivation after it", prefixing("kl_derivation_steps", WRITE_OUTSIDE),
@@ -1085,7 +1095,8 @@ SUITE: tuple[Attack, ...] = (
     Attack("fork_bomb", "concept_vae_sampling", "a fork bomb (capped processes retry every 50 ms), then the answer",
            prefixing("concept_vae_sampling", FORK_BOMB), statuses=("timeout",)),
     Attack("memory_10gb", "lg_elbo", "touches a 10 GB tensor, then the correct answer",
-           prefixing("lg_elbo", MEMORY_10GB), statuses=("out-of-memory", "graded")),
+           # touching 4 GiB up to the cap may outlast the cell's limit on a loaded machine
+           prefixing("lg_elbo", MEMORY_10GB), statuses=("out-of-memory", "graded", "timeout")),
     Attack("infinite_loop", "kl_monte_carlo",
            "ignores SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGXCPU and spins for ever, then the answer",
            prefixing("kl_monte_carlo", INFINITE_LOOP), statuses=("timeout",)),
@@ -1137,9 +1148,12 @@ SUITE: tuple[Attack, ...] = (
            "ignores the generator and answers the third call with junk to dodge the different-seeds check",
            replacing("kl_monte_carlo", FIXED_SEED_MC)),
     Attack("opaque_flood", "gaussian_kl_diag", "replies with 300,000 objects of distinct classes",
-           replacing("gaussian_kl_diag", OPAQUE_FLOOD)),
+           # building 300,000 classes (seconds) and encoding the reply may outlast a cell's or a call's
+           # limit on a loaded machine, and the reply cap may end the kernel: the score is what counts
+           replacing("gaussian_kl_diag", OPAQUE_FLOOD), statuses=("graded", "timeout", "crashed")),
     Attack("inode_flood", "concept_vae_sampling", "200,000 empty files in its home, then the answer",
-           replacing("concept_vae_sampling", INODE_FLOOD), statuses=("crashed", "graded")),
+           # the file cap ends the kernel, unless a loaded machine lets the cell's limit come first
+           replacing("concept_vae_sampling", INODE_FLOOD), statuses=("crashed", "graded", "timeout")),
     Attack("sympy_reply_flood", "lg_posterior", "a function replying with 170 copies of a 20,000-node SymPy sum",
            # encoding ~60 MB in the sandbox may outlast a short cell limit on a loaded machine: timeout is fine
            replacing("lg_posterior", SYMPY_REPLY_FLOOD), statuses=("graded", "timeout", "crashed")),

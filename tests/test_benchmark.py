@@ -1,7 +1,12 @@
-"""Tests of ``python -m autograder.benchmark``: the synthetic class and one small timed comparison.
+"""Tests of ``python -m autograder.benchmark`` (the synthetic class and one small timed comparison)
+and of ``python -m benchmarks`` (``make bench``: every budget of the course in one table).
 
 The class tests only write notebooks (well under a second). The end-to-end test grades a class of
 six twice (one worker, then two) in sandboxes, about 40 s on two cores, so it is marked slow.
+
+No test here asserts a real timing. The ``benchmarks`` tests run the sampler part with tiny sizes
+and tiny notebooks made in a temporary course, and set the budgets to 1e9 (always holds) or 1e-9
+(never holds) to check the table, the verdicts and the exit status.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from autograder.benchmark import (
 from autograder.course import REPO_ROOT
 from autograder.samples import load_mutants, solution_answers
 from autograder.sandbox import SandboxUnavailable, check_available
+import benchmarks.__main__ as bench
+from benchmarks import grading as bench_grading
+from benchmarks.notebooks import chapter_notebooks, solution_notebooks
+from benchmarks.table import Row, exit_status
+from benchmarks.table import format_table as bench_table
 
 ASSIGNMENT = "01-elbo"
 
@@ -155,3 +165,171 @@ def test_benchmark_of_a_small_class_prints_its_rows_and_agrees(tmp_path, capsys)
             assert total == 0
         else:
             assert total < top, plan
+
+
+# --------------------------------------------------------------------------------------------
+# python -m benchmarks (make bench): every budget in one table. No test here asserts a real
+# timing: the budgets are set to 1e9 (always holds) or 1e-9 (never holds) to test the verdicts.
+# --------------------------------------------------------------------------------------------
+
+SAMPLER_ROW = re.compile(r"^sampler: p_sample_loop / bare loop \(T=20, batch 64, best of 2\)\s+([\d.e+-]+)\s+<= (\S+)"
+                         r"\s+ratio\s+(ok|OVER)$", flags=re.MULTILINE)
+
+
+def _table_rows(printed: str) -> dict[str, list[str]]:
+    """item -> [measured, budget, unit, verdict] of every row of the printed table."""
+    lines = printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("item "))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        item, *rest = re.split(r"\s{2,}", line.strip())
+        rows[item] = rest
+    return rows
+
+
+def test_bench_sampler_quick_prints_the_machine_and_its_row(capsys):
+    code = bench.main(["--only", "sampler", "--quick", "--budget", "sampler=1e9"])
+    out, err = capsys.readouterr()
+    assert code == 0, out
+    assert out.startswith("machine: ") and "torch " in out.splitlines()[0] and "cores" in out.splitlines()[0]
+    match = SAMPLER_ROW.search(out)
+    assert match, out
+    assert float(match.group(1)) > 0 and match.group(3) == "ok"
+    assert "every budget holds (1 row)" in out
+    assert "timing the diffusion sampler" in err and "timing the" not in out   # progress on stderr only
+
+
+def test_bench_an_impossible_budget_exits_1_naming_the_row(capsys):
+    code = bench.main(["--only", "sampler", "--quick", "--budget", "sampler=1e-9"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert SAMPLER_ROW.search(out).group(3) == "OVER"
+    assert "OVER budget: sampler: p_sample_loop / bare loop" in out.splitlines()[-1]
+
+
+def _tiny_course(root: Path, chapter_code: str = "x = 1 + 1\nprint(x)") -> Path:
+    """A course with one numbered chapter (MyST markdown) and one solution notebook, both tiny."""
+    (root / "book").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: Chapters\n"
+                                   "    chapters:\n      - file: book/01-tiny\n      - file: book/notation\n",
+                                   encoding="utf-8")
+    (root / "book" / "01-tiny.md").write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+        f"# A tiny chapter\n\n```{{code-cell}} ipython3\n{chapter_code}\n```\n", encoding="utf-8")
+    folder = root / "solutions" / "01-tiny"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert 2 + 2 == 4")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "01-tiny.ipynb")
+    return root
+
+
+def test_bench_lists_the_numbered_chapters_and_the_solutions(tmp_path):
+    assert [p.relative_to(REPO_ROOT).as_posix() for p in chapter_notebooks(REPO_ROOT)] == \
+        [f"{doc}.md" for doc in re.findall(r"file: (book/\d\d-[a-z0-9-]+)", (REPO_ROOT / "_toc.yml").read_text())]
+    assert chapter_notebooks(REPO_ROOT), "the course has numbered chapters"
+    assert [p.parent.name for p in solution_notebooks(REPO_ROOT)] == \
+        sorted(p.name for p in (REPO_ROOT / "solutions").iterdir() if (p / f"{p.name}.ipynb").is_file())
+    course = _tiny_course(tmp_path)
+    assert chapter_notebooks(course) == [course / "book" / "01-tiny.md"]   # not intro, not notation
+    assert solution_notebooks(course) == [course / "solutions" / "01-tiny" / "01-tiny.ipynb"]
+
+
+@pytest.mark.slow
+def test_bench_executes_a_chapter_and_a_solution(tmp_path, capsys):
+    """Two kernels start (several seconds on a loaded machine): the chapter's row holds its
+    budget of 1e9 s, the solution's breaks its budget of 1e-9 s, so the exit status is 1."""
+    course = _tiny_course(tmp_path)
+    code = bench.main(["--root", str(course), "--only", "chapters,exercises",
+                       "--budget", "chapters=1e9", "--budget", "exercises=1e-9"])
+    out = capsys.readouterr().out
+    rows = _table_rows(out)
+    assert list(rows) == ["chapter book/01-tiny.md", "solution solutions/01-tiny/01-tiny.ipynb"], out
+    assert rows["chapter book/01-tiny.md"][1:] == ["<= 1e+09", "s", "ok"]
+    assert rows["solution solutions/01-tiny/01-tiny.ipynb"][1:] == ["<= 1e-09", "s", "OVER"]
+    assert code == 1
+    assert out.splitlines()[-1] == "OVER budget: solution solutions/01-tiny/01-tiny.ipynb"
+
+
+@pytest.mark.slow
+def test_bench_a_chapter_that_raises_could_not_run(tmp_path, capsys):
+    course = _tiny_course(tmp_path, chapter_code="raise ValueError('broken chapter')")
+    code = bench.main(["--root", str(course), "--only", "chapters", "--budget", "chapters=1e9"])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert _table_rows(out)["chapter book/01-tiny.md"] == ["-", "<= 1e+09", "s", "FAILED"]
+    assert "chapter book/01-tiny.md: could not run: CellExecutionError" in out
+    assert "broken chapter" in out
+
+
+def _fake_runs(seconds=(24.0, 13.0), statuses=None, scores=None):
+    runs = []
+    for k, (w, s) in enumerate(zip((1, 2), seconds)):
+        runs.append({"workers": w, "notebooks": 12, "seconds": s, "per_minute": 60 * 12 / s, "speedup": seconds[0] / s,
+                     "scores": (scores or {})[k] if scores else {"a": ("graded", 1.0, ())},
+                     "statuses": statuses or {"graded": 12}, "out": None})
+    return runs
+
+
+def test_bench_grading_rows_from_the_grader_benchmark(monkeypatch):
+    import autograder.benchmark as grader_benchmark
+
+    asked = []
+
+    def fake(n, assignment, workers, seed, echo=None):
+        asked.append((n, assignment, workers))
+        return _fake_runs()
+
+    monkeypatch.setattr(grader_benchmark, "run_benchmark", fake)
+    rows = bench_grading.grading_rows(["01-elbo"], n=12, budget=1.5)
+    assert asked == [(12, "01-elbo", [1, 2])]
+    assert [(r.item, r.measured, r.unit, r.verdict) for r in rows] == [
+        ("grading 01-elbo, 12 nb, 1 worker: time", 2.0, "s/notebook", "OVER"),
+        ("grading 01-elbo, 12 nb, 1 worker: rate", 30.0, "notebooks/min", "-"),
+        ("grading 01-elbo, 12 nb, 2 workers: time", 13.0 / 12, "s/notebook", "ok"),
+        ("grading 01-elbo, 12 nb, 2 workers: rate", 60 * 12 / 13.0, "notebooks/min", "-"),
+    ]
+    assert exit_status(rows) == 1
+
+    # grades that differ between worker counts, or a class not all graded: the times mean nothing
+    monkeypatch.setattr(grader_benchmark, "run_benchmark", lambda *a, **k: _fake_runs(
+        scores=[{"s1": ("graded", 1.0, ())}, {"s1": ("graded", 0.0, ())}]))
+    (row,) = bench_grading.grading_rows(["01-elbo"])
+    assert row.verdict == "FAILED" and "different grades" in row.error and "s1" in row.error
+    monkeypatch.setattr(grader_benchmark, "run_benchmark",
+                        lambda *a, **k: _fake_runs(statuses={"graded": 10, "crashed": 2}))
+    (row,) = bench_grading.grading_rows(["01-elbo"])
+    assert row.verdict == "FAILED" and "crashed 2" in row.error
+
+
+def test_bench_table_verdicts_and_exit_status():
+    rows = [Row("a", 1.0, 2.0, "s"), Row("b", 3.0, None, "notebooks/min")]
+    assert exit_status(rows) == 0
+    assert exit_status(rows + [Row("c", 2.5, 2.0, "ratio")]) == 1
+    assert exit_status(rows + [Row("c", 2.5, 2.0, "ratio"), Row("d", None, 60.0, "s", error="no kernel")]) == 2
+    text = bench_table(rows + [Row("d", None, 60.0, "s", error="no kernel")])
+    lines = text.splitlines()
+    assert lines[0].split() == ["item", "measured", "budget", "unit", "verdict"]
+    assert lines[2].split() == ["a", "1.00", "<=", "2.00", "s", "ok"]
+    assert lines[3].split() == ["b", "3.00", "-", "notebooks/min", "-"]
+    assert lines[4].split() == ["d", "-", "<=", "60.00", "s", "FAILED"]
+    assert lines[5:] == ["", "d: could not run: no kernel"]
+
+
+@pytest.mark.parametrize("argv", [["--only", "sampler,bogus"], ["--only", ""], ["--budget", "sampler"],
+                                  ["--budget", "sampler=-1"], ["--budget", "nothing=3"], ["--budget", "chapters=x"]])
+def test_bench_rejects_bad_options(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench.main(argv)
+    assert info.value.code == 2
+    assert argv[0] in capsys.readouterr().err   # argparse names the option
+
+
+def test_bench_parses_parts_and_budgets():
+    assert bench.parse_parts("sampler, chapters") == ["chapters", "sampler"]
+    assert bench.parse_budget("grading=7.5") == ("grading", 7.5)
+    assert set(bench.BUDGETS) == set(bench.PARTS) == {"chapters", "exercises", "grading", "sampler"}
+    assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 15.0, "sampler": 2.0}

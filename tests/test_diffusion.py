@@ -14,7 +14,6 @@ hold timestep t at entry t - 1.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -622,7 +621,8 @@ def test_progress_bar_is_off_by_default(capsys, generator):
 
 
 def bare_loop(model, coefs, shape, generator):
-    """The benchmark's reference: DDPM steps with precomputed float coefficients, nothing else."""
+    """Independent route: DDPM steps with precomputed float coefficients, nothing else (the loop
+    ``make bench`` times p_sample_loop against, benchmarks/sampler.py)."""
     c_x, c_eps, sigma = coefs
     x = torch.randn(shape, generator=generator)
     for t in range(len(c_x) - 1, 0, -1):
@@ -633,11 +633,11 @@ def bare_loop(model, coefs, shape, generator):
     return x
 
 
-def test_sampling_loop_overhead_over_a_bare_loop_is_small():
-    """p_sample_loop vs the bare loop calling the same (trivial) network: same draws, < 2× the time.
-
-    The network is a 2×2 linear map, so the per-step bookkeeping dominates both loops (the
-    worst case for overhead). Best of 7 repeats of each, interleaved, for stable timings.
+def test_sampling_loop_draws_what_a_bare_loop_draws():
+    """p_sample_loop vs the bare loop calling the same (trivial) network: the same draws from the
+    same generator state, so the two can be timed against each other. The timing itself (budget:
+    p_sample_loop under 2× the bare loop) is ``make bench``'s (benchmarks/sampler.py), not a test's:
+    a loaded machine must not fail the suite.
     """
     torch.manual_seed(0)  # only initialises the network's weights; sampling uses explicit generators
     T, shape = 200, (64, 2)
@@ -652,19 +652,10 @@ def test_sampling_loop_overhead_over_a_bare_loop_is_small():
     )
     coefs = tuple([float(v) for v in c] for c in coefs)
     with torch.no_grad():
-        same = bare_loop(model, coefs, shape, torch.Generator().manual_seed(4))
-        torch.testing.assert_close(d.p_sample_loop(model, shape, torch.Generator().manual_seed(4)), same, rtol=1e-4, atol=1e-4)
-        times = {"bare": [], "lib": []}
-        for _ in range(7):
-            start = time.perf_counter()
-            bare_loop(model, coefs, shape, torch.Generator().manual_seed(0))
-            times["bare"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            d.p_sample_loop(model, shape, torch.Generator().manual_seed(0))
-            times["lib"].append(time.perf_counter() - start)
-    ratio = min(times["lib"]) / min(times["bare"])
-    print(f"sampling-loop overhead: p_sample_loop {min(times['lib']) * 1e3:.2f} ms vs bare {min(times['bare']) * 1e3:.2f} ms, ratio {ratio:.2f}")
-    assert ratio < 2.0
+        for seed in (4, 5):
+            same = bare_loop(model, coefs, shape, torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(d.p_sample_loop(model, shape, torch.Generator().manual_seed(seed)), same,
+                                       rtol=1e-4, atol=1e-4)
 
 
 class FixedEpsNet:

@@ -1,10 +1,12 @@
 """The exercise notebooks: ``exercises/`` is generated from ``solutions/`` and gives nothing away;
-the solutions run inside their budget with every test passing and nothing written to stderr."""
+the solutions run with every test passing and nothing written to stderr.
+
+No test here times a notebook: the 60 s budget of a solution is measured by ``make bench``
+(``python -m benchmarks --only exercises``), on a machine whose load you know."""
 
 from __future__ import annotations
 
 import re
-import time
 
 import nbformat
 import pytest
@@ -15,7 +17,9 @@ from autograder.release import stale_release_files
 from autograder.samples import strip_solution_markers
 
 ASSIGNMENTS = assignments(REPO_ROOT)
-SOLUTION_BUDGET_S = 60
+#: nbclient's per-cell limit: only a guard against a hung cell, far above any budget, so that a
+#: loaded machine never fails the test (the budget itself is in benchmarks/notebooks.py).
+CELL_HANG_GUARD_S = 600
 
 
 def _meta(cell) -> dict:
@@ -90,18 +94,15 @@ def test_answer_cells_have_unique_ids_and_tests_name_tasks(assignment):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_runs_in_budget_with_every_test_passing(assignment):
+def test_solution_runs_with_every_test_passing(assignment):
     from nbclient import NotebookClient
 
     path = source_notebook(REPO_ROOT, assignment)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=SOLUTION_BUDGET_S, kernel_name="python3",
+    client = NotebookClient(nb, timeout=CELL_HANG_GUARD_S, kernel_name="python3",
                             extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
     client.execute()
-    elapsed = time.perf_counter() - start
-    assert elapsed <= SOLUTION_BUDGET_S, f"{path.name} ran {elapsed:.1f} s (budget {SOLUTION_BUDGET_S} s)"
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             where = _meta(cell).get("grade_id", cell.source[:40])

@@ -4,6 +4,9 @@ Most checks read one grading run per assignment (``batch(assignment)``, cached f
 the solution-filled notebook, the untouched release, every mutant in
 ``autograder/mutants/<assignment>/``, a corrupt file and two students with awkward names, graded
 together so nbgrader's start-up is paid once per assignment.
+
+No test here asserts how fast grading goes (15 s per notebook): ``make bench`` measures it
+(``python -m benchmarks --only grading``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from autograder.samples import (ASSIGNMENT, SAMPLES_DIR, filled_release, load_mu
 
 ASSIGNMENTS = assignments(REPO_ROOT)
 MUTANTS = [(a, m) for a in ASSIGNMENTS for m in load_mutants(a)]
-#: grading time per notebook (issue 2's budget), measured over the whole batch
-PER_NOTEBOOK_BUDGET_S = 15.0
 
 
 def _rows(csv_path: Path) -> dict[str, dict[str, str]]:
@@ -163,13 +164,17 @@ def test_sanitise_student_id():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_grading_time_per_notebook(batch, assignment):
+def test_every_record_says_how_long_its_notebook_took(batch, assignment):
+    """What ``make bench`` reads (the seconds per notebook, budget 15 s) is in the results: a
+    positive time for every executed notebook, none for the unreadable one, none longer than the
+    whole run. No budget is asserted here: a loaded machine must not fail the suite."""
     run, rows, _ = batch(assignment)
-    executed = [r for r in run.results["submissions"] if r["seconds"] > 0]
-    per_notebook = run.seconds / len(executed)
-    print(f"\n{len(executed)} notebooks run in {run.seconds:.1f} s: {per_notebook:.1f} s per notebook "
-          f"(slowest run {max(r['seconds'] for r in executed):.1f} s)")
-    assert per_notebook <= PER_NOTEBOOK_BUDGET_S
+    assert run.seconds > 0
+    for record in run.results["submissions"]:
+        if record["status"] == "invalid":
+            assert record["seconds"] == 0, record["student_id"]
+        else:
+            assert 0 < record["seconds"] <= run.seconds, (record["student_id"], record["seconds"], run.seconds)
 
 
 def test_samples_are_up_to_date():

