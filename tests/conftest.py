@@ -83,13 +83,13 @@ def expect_check_fails(task, answer, suite="visible", match=None):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """After a session that ran the seed sweep (tests/test_sweep.py), print and save its table."""
-    ran_sweep = any("test_chapter_claims_hold_for_every_seed" in r.nodeid
-                    for reports in terminalreporter.stats.values() for r in reports if hasattr(r, "nodeid"))
-    if not ran_sweep:
-        return
-    from test_sweep import SWEEP_DIR, sweep_table
+    import sys
 
-    table = sweep_table()
+    sweep = sys.modules.get("test_sweep")
+    if sweep is None or not sweep.WRITTEN:  # the sweep did not run in this session
+        return
+    SWEEP_DIR, sweep_table = sweep.SWEEP_DIR, sweep.sweep_table
+    table = sweep_table(files=sorted(set(sweep.WRITTEN)))
     if not table:
         return
     (SWEEP_DIR / "table.md").write_text(table + "\n", encoding="utf-8")

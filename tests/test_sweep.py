@@ -34,6 +34,8 @@ from test_book import BOOK, ROOT, is_notebook, source_of, toc_documents
 
 SWEEP = range(8)
 SWEEP_DIR = ROOT / "_build" / "sweep"
+#: The record files the sweep wrote in this pytest session (the table shows only these).
+WRITTEN: list[Path] = []
 
 #: Calls that draw random numbers: each must be given an explicit ``generator=``. torch's
 #: functions count as ``torch.<name>(...)`` (``normal`` alone may be a page's own helper); the
@@ -142,6 +144,7 @@ def test_chapter_claims_hold_for_every_seed_of_the_sweep(document, k, monkeypatc
     record_file = SWEEP_DIR / Path(document).name / f"k{k}.jsonl"
     record_file.parent.mkdir(parents=True, exist_ok=True)
     record_file.unlink(missing_ok=True)
+    WRITTEN.append(record_file)
     env = sweep_environment(k, record_file)
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # the kernel inherits this process's environment
@@ -160,14 +163,21 @@ def test_chapter_claims_hold_for_every_seed_of_the_sweep(document, k, monkeypatc
         raise AssertionError(f"{path.relative_to(ROOT)} fails for sweep member {k} ({shown}):\n{err}") from None
 
 
-def sweep_table(folder: Path = SWEEP_DIR) -> str:
-    """A Markdown table of every recorded value: one row per (page, name), one column per member."""
+def sweep_table(folder: Path = SWEEP_DIR, files: list[Path] | None = None) -> str:
+    """A Markdown table of recorded values: one row per (page, name), one column per member.
+
+    ``files``: the record files to read (default: every ``<folder>/<page>/k*.jsonl``).
+    """
+    if files is None:
+        files = [f for page_dir in sorted(p for p in folder.glob("*") if p.is_dir())
+                 for f in sorted(page_dir.glob("k*.jsonl"))]
     rows = {}
-    for page_dir in sorted(p for p in folder.glob("*") if p.is_dir()):
-        for file in sorted(page_dir.glob("k*.jsonl")):
-            for line in file.read_text(encoding="utf-8").splitlines():
-                item = json.loads(line)
-                rows.setdefault((page_dir.name, item["name"]), {})[item["sweep"]] = item["value"]
+    for file in files:
+        if not file.is_file():
+            continue
+        for line in file.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            rows.setdefault((file.parent.name, item["name"]), {})[item["sweep"]] = item["value"]
     if not rows:
         return ""
     members = sorted({k for values in rows.values() for k in values})
