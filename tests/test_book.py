@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks import notebooks as benchmark_notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
-NUMBERED_CHAPTER = re.compile(r"^book/(\d\d-[a-z0-9-]+)$")
+NUMBERED_CHAPTER = benchmark_notebooks.NUMBERED_CHAPTER
 # Numbered chapters whose exercise is not written yet. Keep it empty unless a chapter really
 # ships before its exercise; chapter 1's is exercises/01-elbo/01-elbo.ipynb.
 CHAPTERS_WITHOUT_EXERCISE: set[str] = set()
@@ -23,21 +25,7 @@ CHAPTERS_WITHOUT_EXERCISE: set[str] = set()
 
 def toc_documents() -> list[str]:
     """Every document of _toc.yml (root first), as written there: e.g. ``book/01-elbo``."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    found = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({key: value for key, value in toc.items() if key != "root"})
-    return found
+    return benchmark_notebooks.toc_documents(ROOT)
 
 
 def source_of(document: str) -> Path:
