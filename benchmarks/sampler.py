@@ -5,8 +5,10 @@ Both loops draw x_T ~ N(0, I) and take T DDPM steps (Ho et al.'s Algorithm 2, σ
     x_{t−1} = (x_t − β_t / √(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t + σ_t z,   z ~ N(0, I) for t > 1,
 
 calling the same network, a 2×2 linear map, so that the per-step bookkeeping dominates (the worst
-case for overhead). The bare loop has nothing but the step, with the coefficients precomputed as
-Python floats from the diffusion's schedule (the comparison at the end of ``book/07-diffusion.md``).
+case for overhead). The bare loop, :func:`dgm.diffusion.bare_sampling_loop`, has nothing but the
+step, with the coefficients precomputed as Python floats from the diffusion's schedule
+(:meth:`~dgm.diffusion.GaussianDiffusion.sampling_coefficients`; the comparison at the end of
+``book/07-diffusion.md``).
 First both loops are run once from the same generator state and must give the same draws; then
 each is timed ``repeats`` times, interleaved, and the ratio of the best times is the row.
 """
@@ -35,38 +37,21 @@ def tiny_model() -> torch.nn.Module:
     return net
 
 
-def bare_loop(model, coefs: tuple[list[float], list[float], list[float]], shape: tuple[int, int],
-              generator: torch.Generator) -> torch.Tensor:
-    """DDPM ancestral sampling with precomputed coefficients (index t = timestep t, entry 0 unused):
-    ``coefs = (1/√α_t, β_t/√((1 − ᾱ_t) α_t), √β_t)``, ``model(x_t, t) -> ε̂`` with ``t`` a ``(B,)``
-    long tensor; returns the ``shape`` draw x_0."""
-    c_x, c_eps, sigma = coefs
-    x = torch.randn(shape, generator=generator)
-    for t in range(len(c_x) - 1, 0, -1):
-        x = c_x[t] * x - c_eps[t] * model(x, torch.full((shape[0],), t, dtype=torch.long))
-        if t > 1:
-            x = x + sigma[t] * torch.randn(shape, generator=generator)
-    return x
-
-
 def measure(T: int = DEFAULT_T, repeats: int = DEFAULT_REPEATS) -> dict[str, float]:
     """Best seconds of each loop over ``repeats`` interleaved runs and their ratio:
     ``{"library": s, "bare": s, "ratio": library / bare}``. Raises RuntimeError when the two loops
     draw different samples from the same generator state (then the comparison is meaningless)."""
-    from dgm.diffusion import GaussianDiffusion, linear_beta_schedule
+    from dgm.diffusion import GaussianDiffusion, bare_sampling_loop, linear_beta_schedule
 
     diffusion = GaussianDiffusion(linear_beta_schedule(T))   # the values do not matter for the timing
     net = tiny_model()
-    nan = float("nan")
-    coefs = ([nan] + (1 / torch.sqrt(diffusion.alphas)).tolist(),
-             [nan] + (diffusion.betas / torch.sqrt(diffusion.one_minus_alphas_cumprod * diffusion.alphas)).tolist(),
-             [nan] + torch.sqrt(diffusion.betas).tolist())
+    coefs = diffusion.sampling_coefficients()
     shape = (BATCH, 2)
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return net(x)
 
-    runs = {"bare": lambda: bare_loop(model, coefs, shape, torch.Generator().manual_seed(0)),
+    runs = {"bare": lambda: bare_sampling_loop(model, coefs, shape, torch.Generator().manual_seed(0)),
             "library": lambda: diffusion.p_sample_loop(model, shape, torch.Generator().manual_seed(0))}
     with torch.no_grad():
         bare, library = runs["bare"](), runs["library"]()

@@ -12,8 +12,11 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.classifiers` — logistic regression and naive Bayes (Chapter 1);
 * :mod:`dgm.data` — datasets that ship with packages, and MNIST from a local path;
 * :mod:`dgm.plotting` — figures shared by several chapters;
-* :mod:`dgm.checks` — the exercise-check API used by the notebooks' test cells;
+* :mod:`dgm.tables` — the aligned text tables the chapters print;
 * :mod:`dgm.device` — device selection and seeded generators.
+
+The exercises' checks are not part of it: they live in the ``coursework`` package, which imports
+``dgm``; nothing here imports ``coursework`` or the grader.
 """
 
 __version__ = "0.1.0"

@@ -1,17 +1,22 @@
 """Input checks shared by every ``dgm`` function.
 
-Every public function validates its tensor arguments with these helpers, so a bad input fails
+Every public function validates its arguments (tensors, counts, numbers) with these helpers, so a bad input fails
 early with a message that names the argument, says what was expected and what came instead.
 No bare ``assert``: these checks survive ``python -O``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import reprlib
 from typing import Any
 
 import torch
 
 __all__ = [
+    "check_int",
+    "check_number",
     "as_float_tensor",
     "check_min_ndim",
     "check_last_dim",
@@ -26,6 +31,90 @@ __all__ = [
     "probability_pair",
     "diagonal_gaussian_args",
 ]
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened if long (a list or an array passed where a number belongs)."""
+    return reprlib.repr(value)
+
+
+def _int_expectation(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"an integer in [{low}, {high}]"
+    if low is not None:
+        return {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    if high is not None:
+        return f"an integer <= {high}"
+    return "an integer"
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None, expected: str | None = None) -> int:
+    """Return ``value`` as a Python ``int`` with ``low <= value <= high``, or raise naming ``name``.
+
+    Python ints and NumPy integer scalars are accepted. Everything else raises ``TypeError``:
+    floats (even ``3.0``), strings, tensors, and ``bool`` (an ``int`` to Python, but ``True``
+    passed as a count is a slip). An integer outside the bounds (both inclusive, ``None`` for
+    no bound) raises ``ValueError``. The message says what was expected and what came, e.g.
+    ``T must be a positive integer; got 0`` or ``hidden must be a positive integer; got 4.0 (float)``.
+    ``expected`` replaces the generated description of what is expected (after "must be"),
+    for an argument that also takes other kinds of values or whose range needs explaining.
+    """
+    if expected is None:
+        expected = _int_expectation(low, high)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}; got {_shown(value)} ({type(value).__name__})")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {expected}; got {value}")
+    return value
+
+
+def _number_expectation(low: float | None, high: float | None, closed_low: bool, closed_high: bool) -> str:
+    if low is not None and high is not None:
+        return f"a number in {'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
+    if low is not None:
+        if low == 0:
+            return "a finite non-negative number" if closed_low else "a finite positive number"
+        return f"a finite number {'>=' if closed_low else '>'} {low:g}"
+    if high is not None:
+        return f"a finite number {'<=' if closed_high else '<'} {high:g}"
+    return "a finite number"
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    closed_low: bool = True,
+    closed_high: bool = True,
+) -> float:
+    """Return ``value`` as a finite Python ``float`` between ``low`` and ``high``, or raise naming ``name``.
+
+    Real numbers are accepted: ints, floats and NumPy scalars of either. Everything else raises
+    ``TypeError``: strings, tensors, ``None``, and ``bool``. NaN, ±infinity and a number outside
+    the bounds raise ``ValueError``. A bound is included unless ``closed_low`` / ``closed_high`` is
+    False (``low=0, closed_low=False`` asks for a positive number); ``None`` means no bound.
+    The message says what was expected and what came, e.g.
+    ``radius must be a finite positive number; got -1.0`` or
+    ``beta_start must be a number in (0, 1); got '0.1' (str)``.
+    """
+    expected = _number_expectation(low, high, closed_low, closed_high)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {_shown(value)} ({type(value).__name__})")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{name} must be {expected}; got {_shown(value)}") from None
+    ok = math.isfinite(number)
+    if low is not None:
+        ok = ok and (number >= low if closed_low else number > low)
+    if high is not None:
+        ok = ok and (number <= high if closed_high else number < high)
+    if not ok:
+        raise ValueError(f"{name} must be {expected}; got {number!r}")
+    return number
 
 
 def as_float_tensor(value: Any, name: str, *, like: torch.Tensor | None = None) -> torch.Tensor:

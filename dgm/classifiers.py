@@ -17,7 +17,7 @@ import warnings
 import torch
 
 from dgm import mixtures
-from dgm._validate import as_float_tensor, check_last_dim, check_same_device
+from dgm._validate import as_float_tensor, check_int, check_last_dim, check_number, check_same_device
 from dgm.distributions import bernoulli_log_prob
 
 __all__ = [
@@ -99,12 +99,9 @@ def fit_logistic_regression(X, y, *, l2: float = 0.0, max_iter: int = 100, tol: 
     """
     X = _features(X).to(torch.float64)
     y = _binary_labels(y, X)
-    if not (isinstance(l2, (int, float)) and l2 >= 0):
-        raise ValueError(f"l2 must be a non-negative number; got {l2!r}")
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a positive number; got {tol!r}")
+    l2 = check_number(l2, "l2", low=0)
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    tol = check_number(tol, "tol", low=0, closed_low=False)
     N, D = X.shape
     Xt = torch.cat([X, torch.ones(N, 1, dtype=X.dtype, device=X.device)], dim=1)
     ridge = torch.full((D + 1,), float(l2), dtype=X.dtype, device=X.device)
@@ -181,8 +178,7 @@ def fit_gaussian_naive_bayes(X, y, *, var_smoothing: float = 1e-9):
     """
     X = _features(X)
     y = _class_labels(y, X)
-    if not (isinstance(var_smoothing, (int, float)) and var_smoothing >= 0):
-        raise ValueError(f"var_smoothing must be a non-negative number; got {var_smoothing!r}")
+    var_smoothing = check_number(var_smoothing, "var_smoothing", low=0)
     C = int(y.max()) + 1
     counts = torch.bincount(y, minlength=C)
     if bool((counts == 0).any()):

@@ -15,24 +15,9 @@ import struct
 import numpy as np
 import torch
 
+from dgm._validate import check_int, check_number
+
 __all__ = ["load_digits", "two_moons", "ring_of_gaussians", "two_points", "load_mnist"]
-
-
-def _check_count(n, name: str = "n") -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{name} must be a positive integer; got {n!r}")
-    return n
-
-
-def _check_scale(value, name: str, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not math.isfinite(value) or not ok:
-        bound = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a finite {bound} number; got {value!r}")
-    return value
 
 
 def _target_device(device, generator):
@@ -81,8 +66,8 @@ def two_moons(
     Returns:
         ``(n, 2)`` points.
     """
-    n = _check_count(n)
-    noise = _check_scale(noise, "noise", allow_zero=True)
+    n = check_int(n, "n", low=1)
+    noise = check_number(noise, "noise", low=0)
     device = _target_device(device, generator)
     n_upper = (n + 1) // 2
     t = math.pi * torch.rand(n, dtype=dtype, device=device, generator=generator)
@@ -117,10 +102,10 @@ def ring_of_gaussians(
     Returns:
         ``(n, 2)`` points.
     """
-    n = _check_count(n)
-    num_modes = _check_count(num_modes, "num_modes")
-    radius = _check_scale(radius, "radius", allow_zero=False)
-    std = _check_scale(std, "std", allow_zero=True)
+    n = check_int(n, "n", low=1)
+    num_modes = check_int(num_modes, "num_modes", low=1)
+    radius = check_number(radius, "radius", low=0, closed_low=False)
+    std = check_number(std, "std", low=0)
     device = _target_device(device, generator)
     mode = torch.randint(num_modes, (n,), device=device, generator=generator)
     angle = 2 * math.pi * mode.to(dtype) / num_modes

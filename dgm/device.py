@@ -18,6 +18,8 @@ import os
 
 import torch
 
+from dgm._validate import check_int
+
 __all__ = ["default_device", "manual_seed", "sweep_seed", "sweep_index", "record", "SEED_STRIDE"]
 
 SWEEP_ENV = "DGM_SEED_SWEEP"
@@ -52,9 +54,7 @@ def sweep_index() -> int:
         k = int(raw)
     except ValueError:
         raise ValueError(f"{SWEEP_ENV} must be a non-negative integer; got {raw!r}") from None
-    if k < 0:
-        raise ValueError(f"{SWEEP_ENV} must be a non-negative integer; got {k}")
-    return k
+    return check_int(k, SWEEP_ENV, low=0)
 
 
 def sweep_seed(seed: int) -> int:
@@ -63,11 +63,7 @@ def sweep_seed(seed: int) -> int:
     Use it where a library wants an integer seed (``torch.manual_seed``, scikit-learn's
     ``random_state``); everywhere else pass :func:`manual_seed`'s generator.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative; got {seed}")
-    return seed + sweep_index() * SEED_STRIDE
+    return check_int(seed, "seed", low=0) + sweep_index() * SEED_STRIDE
 
 
 def manual_seed(seed: int, device: torch.device | str | None = None) -> torch.Generator:

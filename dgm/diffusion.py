@@ -40,7 +40,14 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm  # text bars: they render on the static pages too (tqdm.auto would freeze a widget there)
 
-from dgm._validate import as_float_tensor, check_min_ndim, check_same_device, diagonal_gaussian_args
+from dgm._validate import (
+    as_float_tensor,
+    check_int,
+    check_min_ndim,
+    check_number,
+    check_same_device,
+    diagonal_gaussian_args,
+)
 from dgm.divergences import gaussian_kl
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "cosine_beta_schedule",
     "discretized_gaussian_log_prob",
     "GaussianDiffusion",
+    "bare_sampling_loop",
 ]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,25 +66,6 @@ _VARIANCES = ("beta", "beta_tilde")
 # --------------------------------------------------------------------------------------------
 # Schedules
 # --------------------------------------------------------------------------------------------
-
-
-def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, int):
-        raise TypeError(f"T must be an int (the number of diffusion steps); got {type(T).__name__}")
-    if T < 1:
-        raise ValueError(f"T must be a positive integer (at least one diffusion step); got {T}")
-    return T
-
-
-def _check_number(value, name: str, low: float, high: float, *, closed_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
-    value = float(value)
-    ok_low = value >= low if closed_low else value > low
-    if not (math.isfinite(value) and ok_low and value < high):
-        bracket = "[" if closed_low else "("
-        raise ValueError(f"{name} must lie in {bracket}{low:g}, {high:g}); got {value!r}")
-    return value
 
 
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -93,9 +82,9 @@ def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.0
     Returns:
         ``(T,)`` float64 tensor; entry ``t - 1`` is β_t.
     """
-    T = _check_T(T)
-    beta_start = _check_number(beta_start, "beta_start", 0.0, 1.0)
-    beta_end = _check_number(beta_end, "beta_end", 0.0, 1.0)
+    T = check_int(T, "T", low=1)
+    beta_start = check_number(beta_start, "beta_start", low=0, high=1, closed_low=False, closed_high=False)
+    beta_end = check_number(beta_end, "beta_end", low=0, high=1, closed_low=False, closed_high=False)
     if beta_end < beta_start:
         raise ValueError(
             f"beta_end must be >= beta_start (the noise grows along the chain); got beta_start={beta_start:g}, "
@@ -119,9 +108,9 @@ def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> t
     Returns:
         ``(T,)`` float64 tensor; entry ``t - 1`` is β_t.
     """
-    T = _check_T(T)
-    s = _check_number(s, "s", 0.0, math.inf, closed_low=True)
-    max_beta = _check_number(max_beta, "max_beta", 0.0, 1.0)
+    T = check_int(T, "T", low=1)
+    s = check_number(s, "s", low=0)
+    max_beta = check_number(max_beta, "max_beta", low=0, high=1, closed_low=False, closed_high=False)
     steps = torch.arange(T + 1, dtype=torch.float64)
     f = torch.cos((steps / T + s) / (1 + s) * (math.pi / 2)) ** 2
     alphas_cumprod = f / f[0]
@@ -200,8 +189,7 @@ def discretized_gaussian_log_prob(x, mean, logvar, bins: int = 256) -> torch.Ten
     Returns:
         ``(...)`` log-probability in nats, summed over ``D``; always ``<= 0``.
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"bins must be an integer >= 2; got {bins!r}")
+    bins = check_int(bins, "bins", low=2)
     x, mean, logvar = diagonal_gaussian_args(x, mean, logvar)
     if x.device.type != "meta":
         if not bool(((x >= -1) & (x <= 1)).all()):
@@ -339,14 +327,12 @@ class GaussianDiffusion:
     def _check_t(self, t, x: torch.Tensor, x_name: str, name: str = "t") -> torch.Tensor:
         """Timesteps as an int64 ``(B,)`` tensor on ``x``'s device, values in 1..T."""
         B = x.shape[0]
-        if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
-            raise TypeError(
-                f"{name} must be an int64 tensor of shape (B,) (or an int) holding timesteps 1..T; "
-                f"got {type(t).__name__}"
+        if not isinstance(t, torch.Tensor):
+            expected = (
+                f"an int64 tensor of shape (B,) or an int, holding timesteps in 1..T = 1..{self.T} "
+                f"(t = 1 is one step of noise)"
             )
-        if isinstance(t, int):
-            if not 1 <= t <= self.T:
-                raise ValueError(f"{name} must lie in 1..T = 1..{self.T} (t = 1 is one step of noise); got {t}")
+            t = check_int(t, name, low=1, high=self.T, expected=expected)
             return torch.full((B,), t, dtype=torch.long, device=x.device)
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise TypeError(
@@ -569,24 +555,6 @@ class GaussianDiffusion:
         keep = (t > 1).to(xt.dtype).reshape((-1,) + (1,) * (xt.dim() - 1))
         return mean + keep * torch.exp(0.5 * log_variance) * noise
 
-    def _check_sample_args(self, shape, generator, device, dtype):
-        if isinstance(shape, int) and not isinstance(shape, bool):
-            shape = (shape,)
-        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape
-        ) or len(shape) < 1:
-            raise ValueError(f"shape must be a tuple of positive ints (B, ...), e.g. (16, 2); got {shape!r}")
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
-        if device is None:
-            device = generator.device if generator is not None else torch.device("cpu")
-        device = torch.device(device)
-        if generator is not None and generator.device.type != device.type:
-            raise ValueError(
-                f"generator must live on the sampling device; got a generator on {generator.device} and device={device}"
-            )
-        return tuple(shape), device
-
     def _reverse_chain(self, model, shape, generator, device, dtype, clip_x0, variance, progress):
         """Yields x_T, x_{T−1}, …, x_0 of one ancestral sampling run (no gradients)."""
         x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
@@ -631,7 +599,7 @@ class GaussianDiffusion:
         Returns:
             ``shape`` tensor of samples x_0.
         """
-        shape, device = self._check_sample_args(shape, generator, device, dtype)
+        shape, device = _check_sample_args(shape, generator, device, dtype)
         variance = self._check_variance(variance)
         with torch.no_grad():
             for x in self._reverse_chain(model, shape, generator, device, dtype, clip_x0, variance, progress):
@@ -658,11 +626,32 @@ class GaussianDiffusion:
             ``(T + 1, *shape)`` tensor whose entry ``t`` is x_t (entry 0 the sample, entry T the
             starting noise).
         """
-        shape, device = self._check_sample_args(shape, generator, device, dtype)
+        shape, device = _check_sample_args(shape, generator, device, dtype)
         variance = self._check_variance(variance)
         with torch.no_grad():
             chain = list(self._reverse_chain(model, shape, generator, device, dtype, clip_x0, variance, progress))
         return torch.stack(chain[::-1])
+
+    def sampling_coefficients(self, variance: str = "beta") -> tuple[list[float], list[float], list[float]]:
+        r"""The coefficients of one ancestral sampling step, as Python floats for :func:`bare_sampling_loop`.
+
+        The mean of p_θ(x_{t−1} | x_t) is (x_t − β_t / √(1 − ᾱ_t) · ε̂) / √α_t (see
+        :meth:`p_mean_variance`), so a step of :meth:`p_sample_loop` is
+        x_{t−1} = c_x[t] x_t − c_eps[t] ε̂ + sigma[t] z with c_x[t] = 1/√α_t,
+        c_eps[t] = β_t / √((1 − ᾱ_t) α_t) and sigma[t] = σ_t (no noise at t = 1).
+
+        Args:
+            variance: σ_t² = β_t (``"beta"``) or β̃_t (``"beta_tilde"``), as in :meth:`p_mean_variance`.
+
+        Returns:
+            ``(c_x, c_eps, sigma)``: three lists of length T + 1 indexed by the timestep t itself;
+            entry 0 is NaN (there is no step at t = 0).
+        """
+        variance = self._check_variance(variance)
+        sigma2 = self.betas if variance == "beta" else self.posterior_variance
+        c_x = 1 / torch.sqrt(self.alphas)
+        c_eps = self.betas / torch.sqrt(self.one_minus_alphas_cumprod * self.alphas)
+        return tuple([math.nan] + c.tolist() for c in (c_x, c_eps, torch.sqrt(sigma2)))
 
     # ---- losses -------------------------------------------------------------------------------
 
@@ -915,8 +904,7 @@ class GaussianDiffusion:
         xt, t, data, dtype = self._data_args(xt, t, data, dtype)
         log_w, d = self._log_data_posterior(xt, t, data, dtype)
         x = xt.reshape(xt.shape[0], -1).to(dtype)
-        x0 = torch.exp(log_w) @ d
-        eps = (x - self._at("sqrt_alphas_cumprod", t, x) * x0) / self._at("sqrt_one_minus_alphas_cumprod", t, x)
+        eps = self._predict_eps_from_x0(x, t, torch.exp(log_w) @ d)
         return eps.reshape(xt.shape).to(xt.dtype)
 
     # ---- diffusion models as classifiers ----------------------------------------------------
@@ -959,8 +947,7 @@ class GaussianDiffusion:
         """
         x0 = self._check_x(x0, "x0")
         variance = self._check_variance(variance)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+        num_classes = check_int(num_classes, "num_classes", low=1)
         if noise is not None:
             noise = as_float_tensor(noise, "noise", like=x0)
             check_same_device(x0=x0, noise=noise)
@@ -988,3 +975,81 @@ class GaussianDiffusion:
             err = (eps_rep - model(xt, t_model, labels)).pow(2).flatten(1).sum(1)
             score -= weights[t - 1] * err.reshape(C, B)
         return torch.log_softmax(score.T + log_prior, dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling arguments, and the bare sampling loop the library's is checked and timed against
+# --------------------------------------------------------------------------------------------
+
+
+def _check_sample_args(shape, generator, device, dtype) -> tuple[tuple[int, ...], torch.device]:
+    """The arguments of a sampling loop: ``shape`` as a tuple of positive ints, and the device."""
+    if isinstance(shape, (tuple, list, torch.Size)):
+        if len(shape) == 0:
+            raise ValueError("shape must be a tuple of positive ints (B, ...), e.g. (16, 2); got ()")
+        shape = tuple(check_int(n, f"shape[{i}]", low=1) for i, n in enumerate(shape))
+    else:
+        expected = "a tuple of positive ints (B, ...), e.g. (16, 2), or an int B"
+        shape = (check_int(shape, "shape", low=1, expected=expected),)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"generator must live on the sampling device; got a generator on {generator.device} and device={device}"
+        )
+    return shape, device
+
+
+def bare_sampling_loop(
+    model: Model,
+    coefs: tuple[list[float], list[float], list[float]],
+    shape,
+    generator: torch.Generator | None = None,
+    *,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    r"""DDPM ancestral sampling with nothing but the step: x_{t−1} = c_x[t] x_t − c_eps[t] ε_θ(x_t, t) + sigma[t] z.
+
+    The reference that :meth:`GaussianDiffusion.p_sample_loop` is checked and timed against (the
+    end of Chapter 7, the tests, ``make bench``). It draws x_T ~ N(0, I) and then, for
+    t = T, …, 1, calls ``model`` once and adds fresh noise z ~ N(0, I) when t > 1, in the order
+    :meth:`~GaussianDiffusion.p_sample_loop` does: from the same ``generator`` state, with the
+    coefficients of :meth:`GaussianDiffusion.sampling_coefficients` and ``clip_x0=False``, the two
+    give the same draws up to rounding. The arguments are checked once, before the loop; inside it
+    there is no lookup, no check and no progress bar. Runs under ``torch.no_grad()``.
+
+    Args:
+        model: callable ``(x_t, t) -> ε̂``, ``t`` an int64 ``(B,)`` tensor of the timestep.
+        coefs: ``(c_x, c_eps, sigma)``, three sequences of floats of one length T + 1, indexed
+            by the timestep t (entry 0 unused), e.g. ``diffusion.sampling_coefficients()``.
+        shape: ``(B, …)`` the shape of the samples.
+        generator: optional ``torch.Generator``; its device is the default sampling device.
+        device: where to sample (default: the generator's device, else CPU).
+        dtype: floating dtype of the samples.
+
+    Returns:
+        ``shape`` tensor of samples x_0.
+    """
+    try:
+        c_x, c_eps, sigma = coefs
+        lengths = {len(c_x), len(c_eps), len(sigma)}
+    except (TypeError, ValueError):
+        lengths = set()
+    if len(lengths) != 1 or min(lengths) < 2:
+        got = f"lengths {sorted(lengths)}" if lengths else f"{type(coefs).__name__}"
+        raise ValueError(
+            "coefs must be three sequences (c_x, c_eps, sigma) of one length T + 1 >= 2, indexed by the "
+            f"timestep (see GaussianDiffusion.sampling_coefficients); got {got}"
+        )
+    shape, device = _check_sample_args(shape, generator, device, dtype)
+    with torch.no_grad():
+        x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        for t in range(len(c_x) - 1, 0, -1):
+            x = c_x[t] * x - c_eps[t] * model(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
+            if t > 1:
+                x = x + sigma[t] * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return x

@@ -48,7 +48,9 @@ from torch import nn
 from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
+    check_int,
     check_min_ndim,
+    check_number,
     check_probabilities,
     check_same_device,
 )
@@ -124,23 +126,6 @@ def _log_density(value, name: str, *, like: torch.Tensor | None = None, like_nam
     return t
 
 
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite positive number; got {value!r}")
-    return value
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value}")
-    return value
-
-
 def _samples(value, name: str, *, like: torch.Tensor | None = None, like_name: str = "") -> torch.Tensor:
     t = as_float_tensor(value, name, like=like)
     if like is not None:
@@ -175,7 +160,6 @@ def discriminator_loss(real_logits, fake_logits) -> torch.Tensor:
     """
     real = _scores(real_logits, "real_logits")
     fake = _scores(fake_logits, "fake_logits", like=real, like_name="real_logits")
-    check_same_device(real_logits=real, fake_logits=fake)
     return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
@@ -231,7 +215,6 @@ def optimal_discriminator_logits(log_p_data, log_p_model) -> torch.Tensor:
     """
     log_p_data = _log_density(log_p_data, "log_p_data")
     log_p_model = _log_density(log_p_model, "log_p_model", like=log_p_data, like_name="log_p_data")
-    check_same_device(log_p_data=log_p_data, log_p_model=log_p_model)
     broadcast_batch(log_p_data=log_p_data, log_p_model=log_p_model)
     return log_p_data - log_p_model
 
@@ -272,7 +255,6 @@ def jsd_from_discriminator(real_logits, fake_logits) -> tuple[torch.Tensor, torc
     """
     real = _scores(real_logits, "real_logits", min_count=2)
     fake = _scores(fake_logits, "fake_logits", like=real, like_name="real_logits", min_count=2)
-    check_same_device(real_logits=real, fake_logits=fake)
     mean_real, se_real = monte_carlo_mean(-F.softplus(-real))  # log D at data
     mean_fake, se_fake = monte_carlo_mean(-F.softplus(fake))  # log(1 - D) at generated points
     estimate = _LOG_2 + 0.5 * (mean_real + mean_fake)
@@ -304,7 +286,6 @@ def jsd_monte_carlo(log_p, log_q, samples_p, samples_q) -> tuple[torch.Tensor, t
     """
     xp = _samples(samples_p, "samples_p")
     xq = _samples(samples_q, "samples_q", like=xp, like_name="samples_p")
-    check_same_device(samples_p=xp, samples_q=xq)
     lp_p = _call_log_density(log_p, xp, "log_p", "samples_p")
     lq_p = _call_log_density(log_q, xp, "log_q", "samples_p")
     lp_q = _call_log_density(log_p, xq, "log_p", "samples_q")
@@ -398,15 +379,14 @@ def train_discriminator(
         raise TypeError(f"disc must be a torch.nn.Module; got {type(disc).__name__}")
     real = _samples(real, "real")
     fake = _samples(fake, "fake", like=real, like_name="real")
-    check_same_device(real=real, fake=fake)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(
             f"real and fake must have the same shape per sample; got {tuple(real.shape)} and {tuple(fake.shape)}"
         )
-    steps = _positive_int(steps, "steps")
-    lr = _positive_number(lr, "lr")
+    steps = check_int(steps, "steps", low=1)
+    lr = check_number(lr, "lr", low=0, closed_low=False)
     if batch_size is not None:
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size", low=1)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     params = [p for p in disc.parameters() if p.requires_grad]
@@ -649,7 +629,6 @@ def fgan_lower_bound(real_v, fake_v, name: str) -> tuple[torch.Tensor, torch.Ten
     div = _f_divergence(name)
     real = _scores(real_v, "real_v", min_count=2)
     fake = _scores(fake_v, "fake_v", like=real, like_name="real_v", min_count=2)
-    check_same_device(real_v=real, fake_v=fake)
     mean_p, se_p = monte_carlo_mean(div.activation(real))
     mean_q, se_q = monte_carlo_mean(div.conjugate(div.activation(fake)))
     return mean_p - mean_q, torch.sqrt(se_p**2 + se_q**2)
@@ -744,7 +723,6 @@ def wasserstein_critic_loss(real_scores, fake_scores) -> torch.Tensor:
     """
     real = _scores(real_scores, "real_scores")
     fake = _scores(fake_scores, "fake_scores", like=real, like_name="real_scores")
-    check_same_device(real_scores=real, fake_scores=fake)
     return fake.mean() - real.mean()
 
 
@@ -776,7 +754,7 @@ def clip_weights_(module: nn.Module, c: float) -> nn.Module:
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-    c = _positive_number(c, "c")
+    c = check_number(c, "c", low=0, closed_low=False)
     with torch.no_grad():
         for param in module.parameters():
             param.clamp_(-c, c)
@@ -811,10 +789,9 @@ def gradient_penalty(critic, real, fake, generator=None, target_norm: float = 1.
         raise TypeError(f"critic must be callable (e.g. a torch.nn.Module); got {type(critic).__name__}")
     real = _samples(real, "real")
     fake = _samples(fake, "fake", like=real, like_name="real")
-    check_same_device(real=real, fake=fake)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape (B, ...); got {tuple(real.shape)} and {tuple(fake.shape)}")
-    target_norm = _positive_number(target_norm, "target_norm")
+    target_norm = check_number(target_norm, "target_norm", low=0, closed_low=False)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     B = real.shape[0]
@@ -907,8 +884,8 @@ def ring_centres(num_modes: int = 8, radius: float = 2.0, *, dtype=torch.float32
     Returns:
         ``(M, 2)`` the mode centres.
     """
-    num_modes = _positive_int(num_modes, "num_modes")
-    radius = _positive_number(radius, "radius")
+    num_modes = check_int(num_modes, "num_modes", low=1)
+    radius = check_number(radius, "radius", low=0, closed_low=False)
     angle = 2 * math.pi * torch.arange(num_modes, dtype=torch.float64) / num_modes
     return (radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)).to(dtype)
 
@@ -933,7 +910,7 @@ def mode_coverage(samples, centres, max_distance: float) -> tuple[torch.Tensor, 
     check_same_device(samples=x, centres=c)
     if c.dim() != 2 or c.shape[1] != x.shape[1]:
         raise ValueError(f"centres must have shape (M, {x.shape[1]}); got shape {tuple(c.shape)}")
-    max_distance = _positive_number(max_distance, "max_distance")
+    max_distance = check_number(max_distance, "max_distance", low=0, closed_low=False)
     dist = torch.cdist(x.to(c.dtype), c)  # (S, M)
     nearest_dist, nearest = dist.min(dim=1)
     near = nearest_dist <= max_distance
@@ -991,19 +968,19 @@ def train_gan(
     if not isinstance(gen_net, nn.Module) or not isinstance(disc_net, nn.Module):
         raise TypeError("gen_net and disc_net must be torch.nn.Modules")
     x = _samples(data, "data")
-    latent_dim = _positive_int(latent_dim, "latent_dim")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
-    critic_steps = _positive_int(critic_steps, "critic_steps")
-    num_snapshot_samples = _positive_int(num_snapshot_samples, "num_snapshot_samples")
-    lr = _positive_number(lr, "lr")
-    lr_disc = lr if lr_disc is None else _positive_number(lr_disc, "lr_disc")
+    latent_dim = check_int(latent_dim, "latent_dim", low=1)
+    steps = check_int(steps, "steps", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    critic_steps = check_int(critic_steps, "critic_steps", low=1)
+    num_snapshot_samples = check_int(num_snapshot_samples, "num_snapshot_samples", low=1)
+    lr = check_number(lr, "lr", low=0, closed_low=False)
+    lr_disc = lr if lr_disc is None else check_number(lr_disc, "lr_disc", low=0, closed_low=False)
     if loss not in ("nonsaturating", "minimax", "wgan-gp"):
         raise ValueError(f"loss must be 'nonsaturating', 'minimax' or 'wgan-gp'; got {loss!r}")
     if loss == "wgan-gp":
-        gp_weight = _positive_number(gp_weight, "gp_weight")
+        gp_weight = check_number(gp_weight, "gp_weight", low=0, closed_low=False)
     if snapshot_every is not None:
-        snapshot_every = _positive_int(snapshot_every, "snapshot_every")
+        snapshot_every = check_int(snapshot_every, "snapshot_every", low=1)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     opts = {"dtype": x.dtype}

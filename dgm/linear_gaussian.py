@@ -21,6 +21,7 @@ import torch
 from dgm._validate import (
     as_float_tensor,
     broadcast_batch_shapes,
+    check_int,
     check_last_dim,
     check_min_ndim,
     check_positive,
@@ -186,8 +187,7 @@ def sample(num_samples: int, W, b, sigma2, *, generator: torch.Generator | None 
     Returns:
         ``(x, z)`` of shapes ``(N, D)`` and ``(N, K)``.
     """
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+    num_samples = check_int(num_samples, "num_samples", low=1)
     W, b, sigma2 = _params(W, b, sigma2)
     D, K = W.shape
     z = torch.randn(num_samples, K, dtype=W.dtype, device=W.device, generator=generator)

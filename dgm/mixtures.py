@@ -22,6 +22,7 @@ import torch
 
 from dgm._validate import (
     as_float_tensor,
+    check_int,
     check_last_dim,
     check_min_ndim,
     check_probabilities,
@@ -160,8 +161,7 @@ def sample(num_samples: int, weights, means, logvars, *, generator: torch.Genera
     Returns:
         ``(x, z)``: samples ``(N, D)`` and their component indices ``(N,)`` (int64).
     """
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+    num_samples = check_int(num_samples, "num_samples", low=1)
     weights, means, logvars = _params(weights, means, logvars)
     z = torch.multinomial(weights, num_samples, replacement=True, generator=generator)
     x = gaussian_rsample(means[z], logvars[z], generator=generator)

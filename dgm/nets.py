@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from dgm._validate import check_int, check_number
+
 __all__ = ["mlp", "ACTIVATIONS", "sinusoidal_embedding", "TimeConditionedMLP"]
 
 #: the activations :func:`mlp` accepts by name.
@@ -22,16 +24,6 @@ ACTIVATIONS = {
     "silu": nn.SiLU,
     "elu": nn.ELU,
 }
-
-
-def _positive_int(value, name: str, *, allow_zero: bool = False) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    smallest = 0 if allow_zero else 1
-    if value < smallest:
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name} must be {kind} integer; got {value}")
-    return value
 
 
 def mlp(
@@ -64,10 +56,10 @@ def mlp(
     Returns:
         ``torch.nn.Sequential`` of ``Linear`` and activation modules.
     """
-    in_dim = _positive_int(in_dim, "in_dim")
-    hidden = _positive_int(hidden, "hidden")
-    out_dim = _positive_int(out_dim, "out_dim")
-    depth = _positive_int(depth, "depth", allow_zero=True)
+    in_dim = check_int(in_dim, "in_dim", low=1)
+    hidden = check_int(hidden, "hidden", low=1)
+    out_dim = check_int(out_dim, "out_dim", low=1)
+    depth = check_int(depth, "depth", low=0)
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -114,11 +106,10 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     if not isinstance(t, torch.Tensor) or t.dim() != 1:
         got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"t must be a tensor of shape (B,) holding timesteps; got {got}")
-    dim = _positive_int(dim, "dim")
+    dim = check_int(dim, "dim", low=1)
     if dim % 2:
         raise ValueError(f"dim must be even (a cosine and a sine per frequency); got {dim}")
-    if isinstance(max_period, bool) or not isinstance(max_period, (int, float)) or not max_period > 1:
-        raise ValueError(f"max_period must be a number > 1; got {max_period!r}")
+    max_period = check_number(max_period, "max_period", low=1, closed_low=False)
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
@@ -148,9 +139,9 @@ class TimeConditionedMLP(nn.Module):
                  activation: str = "silu", generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, device=None) -> None:
         super().__init__()
-        self.dim = _positive_int(dim, "dim")
-        self.num_classes = _positive_int(num_classes, "num_classes", allow_zero=True)
-        self.emb_dim = _positive_int(emb_dim, "emb_dim")
+        self.dim = check_int(dim, "dim", low=1)
+        self.num_classes = check_int(num_classes, "num_classes", low=0)
+        self.emb_dim = check_int(emb_dim, "emb_dim", low=1)
         if self.emb_dim % 2:
             raise ValueError(f"emb_dim must be even; got {emb_dim}")
         self.net = mlp(self.dim + self.emb_dim + self.num_classes, hidden, self.dim, depth, activation,

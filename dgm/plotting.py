@@ -152,6 +152,8 @@ def plotly_slider_figure(
     """
     import plotly.graph_objects as go
 
+    from dgm._validate import check_int  # here, not at the top: importing dgm.plotting does not import torch
+
     n_steps = len(steps)
     if n_steps == 0:
         raise ValueError("steps must hold at least one group of traces; got an empty sequence")
@@ -159,8 +161,7 @@ def plotly_slider_figure(
         raise ValueError(f"labels must have one entry per step ({n_steps}); got {len(labels)}")
     if titles is not None and len(titles) != n_steps:
         raise ValueError(f"titles must have one entry per step ({n_steps}); got {len(titles)}")
-    if not isinstance(active, int) or not 0 <= active < n_steps:
-        raise ValueError(f"active must be an int in [0, {n_steps - 1}]; got {active!r}")
+    active = check_int(active, "active", low=0, high=n_steps - 1)
     for i, group in enumerate(steps):
         if isinstance(group, go.Figure) or not isinstance(group, Sequence) or len(group) == 0:
             raise ValueError(f"steps[{i}] must be a non-empty sequence of plotly traces; got {type(group).__name__}")

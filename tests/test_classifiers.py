@@ -138,9 +138,9 @@ BAD_LOGISTIC = [
     (dict(X=[1.0, 2.0, 3.0]), ValueError, r"X must have shape \(N, D\)"),
     (dict(X=[[1.0], [float("nan")], [0.0]]), ValueError, "X must be finite"),
     (dict(X=torch.ones(3, 1, dtype=torch.int64)), TypeError, "X must be a floating-point tensor"),
-    (dict(l2=-1.0), ValueError, "l2 must be a non-negative number"),
+    (dict(l2=-1.0), ValueError, "l2 must be a finite non-negative number; got -1.0"),
     (dict(max_iter=0), ValueError, "max_iter must be a positive integer"),
-    (dict(tol=0.0), ValueError, "tol must be a positive number"),
+    (dict(tol=0.0), ValueError, "tol must be a finite positive number; got 0.0"),
 ]
 
 
@@ -165,7 +165,7 @@ BAD_NB = [
     (dict(y=torch.tensor([0.0, 1.0, 1.0])), TypeError, "y must be an integer tensor"),
     (dict(y=torch.tensor([0, 2, 2])), ValueError, r"classes \[1\] have none"),
     (dict(y=torch.tensor([0, -1, 1])), ValueError, "smallest entry is -1"),
-    (dict(var_smoothing=-1.0), ValueError, "var_smoothing must be a non-negative number"),
+    (dict(var_smoothing=-1.0), ValueError, "var_smoothing must be a finite non-negative number; got -1.0"),
     (dict(X=torch.tensor([[1.0], [1.0], [1.0]]), var_smoothing=0.0), ValueError, "zero variance"),
 ]
 

@@ -151,10 +151,10 @@ def test_two_points():
     "call, error, match",
     [
         (lambda: two_moons(0, 0.1), ValueError, "n must be a positive integer"),
-        (lambda: two_moons(10.0, 0.1), ValueError, "n must be a positive integer"),
+        (lambda: two_moons(10.0, 0.1), TypeError, r"n must be a positive integer; got 10.0 \(float\)"),
         (lambda: two_moons(10, -0.1), ValueError, "noise must be a finite non-negative"),
         (lambda: two_moons(10, float("nan")), ValueError, "noise must be a finite"),
-        (lambda: two_moons(10, "0.1"), TypeError, "noise must be a number"),
+        (lambda: two_moons(10, "0.1"), TypeError, r"noise must be a finite non-negative number; got '0.1' \(str\)"),
         (lambda: ring_of_gaussians(-1), ValueError, "n must be a positive integer"),
         (lambda: ring_of_gaussians(10, num_modes=0), ValueError, "num_modes must be a positive integer"),
         (lambda: ring_of_gaussians(10, radius=0.0), ValueError, "radius must be a finite positive"),

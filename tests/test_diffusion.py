@@ -26,6 +26,7 @@ from dgm.distributions import gaussian_log_prob
 from dgm.divergences import gaussian_kl
 from dgm.diffusion import (
     GaussianDiffusion,
+    bare_sampling_loop,
     cosine_beta_schedule,
     discretized_gaussian_log_prob,
     linear_beta_schedule,
@@ -620,42 +621,54 @@ def test_progress_bar_is_off_by_default(capsys, generator):
     assert "p_sample_loop" in capsys.readouterr().err
 
 
-def bare_loop(model, coefs, shape, generator):
-    """Independent route: DDPM steps with precomputed float coefficients, nothing else (the loop
-    ``make bench`` times p_sample_loop against, benchmarks/sampler.py)."""
-    c_x, c_eps, sigma = coefs
-    x = torch.randn(shape, generator=generator)
-    for t in range(len(c_x) - 1, 0, -1):
-        eps = model(x, torch.full((shape[0],), t, dtype=torch.long))
-        x = c_x[t] * x - c_eps[t] * eps
-        if t > 1:
-            x = x + sigma[t] * torch.randn(shape, generator=generator)
-    return x
+def closed_form_coefficients(d: GaussianDiffusion, variance: str = "beta") -> tuple[list[float], ...]:
+    """Independent route: one ancestral step's coefficients from the NumPy schedule, indexed by t (entry 0 NaN):
+    1/√α_t, β_t/(√(1 − ᾱ_t) √α_t) and σ_t = √β_t or √β̃_t = √((1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t)."""
+    s = np_schedule(d)
+    abar_prev = np.concatenate([[np.nan], s["abar"][:-1]])
+    sigma2 = s["beta"] if variance == "beta" else (1 - abar_prev) / (1 - s["abar"]) * s["beta"]
+    coefs = (1 / np.sqrt(s["alpha"]), s["beta"] / np.sqrt(1 - s["abar"]) / np.sqrt(s["alpha"]), np.sqrt(sigma2))
+    return tuple([float(v) for v in c] for c in coefs)
 
 
-def test_sampling_loop_draws_what_a_bare_loop_draws():
-    """p_sample_loop vs the bare loop calling the same (trivial) network: the same draws from the
-    same generator state, so the two can be timed against each other. The timing itself (budget:
-    p_sample_loop under 2× the bare loop) is ``make bench``'s (benchmarks/sampler.py), not a test's:
-    a loaded machine must not fail the suite.
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_sampling_coefficients_match_the_closed_form(variance):
+    d = GaussianDiffusion(short_linear(20))
+    got, want = d.sampling_coefficients(variance), closed_form_coefficients(d, variance)
+    for name, g, w in zip(("c_x", "c_eps", "sigma"), got, want):
+        assert len(g) == d.T + 1 and math.isnan(g[0]) and all(type(v) is float for v in g), name
+        np.testing.assert_allclose(g[1:], w[1:], rtol=1e-12, atol=0, err_msg=name)
+
+
+def test_bare_sampling_loop_by_hand():
+    """Independent route: two steps written out, drawing x_2 and z from the same generator in the same order."""
+    coefs = ([math.nan, 2.0, 3.0], [math.nan, 0.5, 0.25], [math.nan, 7.0, 0.1])
+    model = LinearTimeEps(2, 2, torch.Generator().manual_seed(3), dtype=f64)
+    gen = torch.Generator().manual_seed(8)
+    x2 = torch.randn(4, 2, generator=gen, dtype=f64)
+    x1 = 3.0 * x2 - 0.25 * model(x2, torch.full((4,), 2)) + 0.1 * torch.randn(4, 2, generator=gen, dtype=f64)
+    x0 = 2.0 * x1 - 0.5 * model(x1, torch.full((4,), 1))  # no noise at t = 1 (sigma[1] = 7 is never used)
+    got = bare_sampling_loop(model, coefs, (4, 2), torch.Generator().manual_seed(8), dtype=f64)
+    assert got.dtype == f64 and not got.requires_grad
+    torch.testing.assert_close(got, x0.detach(), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_sampling_loop_draws_what_a_bare_loop_draws(variance):
+    """p_sample_loop vs the bare loop, with the coefficients computed here from β alone, calling the
+    same (trivial) network: the same draws from the same generator state, so the two can be timed
+    against each other. The timing itself (budget: p_sample_loop under 2× the bare loop) is
+    ``make bench``'s (benchmarks/sampler.py), not a test's: a loaded machine must not fail the suite.
     """
     torch.manual_seed(0)  # only initialises the network's weights; sampling uses explicit generators
     T, shape = 200, (64, 2)
     d = GaussianDiffusion(scaled_linear(T))
-    s = np_schedule(d)
-    net = torch.nn.Linear(2, 2)
-    model = FixedEpsNet(net)
-    coefs = (
-        1 / np.sqrt(s["alpha"]),
-        s["beta"] / np.sqrt(1 - s["abar"]) / np.sqrt(s["alpha"]),
-        np.sqrt(s["beta"]),
-    )
-    coefs = tuple([float(v) for v in c] for c in coefs)
-    with torch.no_grad():
-        for seed in (4, 5):
-            same = bare_loop(model, coefs, shape, torch.Generator().manual_seed(seed))
-            torch.testing.assert_close(d.p_sample_loop(model, shape, torch.Generator().manual_seed(seed)), same,
-                                       rtol=1e-4, atol=1e-4)
+    model = FixedEpsNet(torch.nn.Linear(2, 2))
+    coefs = closed_form_coefficients(d, variance)
+    for seed in (4, 5):
+        same = bare_sampling_loop(model, coefs, shape, torch.Generator().manual_seed(seed))
+        got = d.p_sample_loop(model, shape, torch.Generator().manual_seed(seed), variance=variance)
+        torch.testing.assert_close(got, same, rtol=1e-4, atol=1e-4)
 
 
 class FixedEpsNet:
@@ -715,12 +728,12 @@ WRONG_MODEL = FixedEps(torch.zeros(3, 3, dtype=f64))
 BAD_INPUTS = [
     # schedules and the constructor
     ("T zero", linear_beta_schedule, (0,), ValueError, "T must be a positive integer.*got 0"),
-    ("T float", cosine_beta_schedule, (10.0,), TypeError, "T must be an int"),
-    ("beta_start 0", linear_beta_schedule, (10, 0.0, 0.02), ValueError, r"beta_start must lie in \(0, 1\); got 0.0"),
-    ("beta_end 1", linear_beta_schedule, (10, 1e-4, 1.0), ValueError, r"beta_end must lie in \(0, 1\)"),
+    ("T float", cosine_beta_schedule, (10.0,), TypeError, r"T must be a positive integer; got 10.0 \(float\)"),
+    ("beta_start 0", linear_beta_schedule, (10, 0.0, 0.02), ValueError, r"beta_start must be a number in \(0, 1\); got 0.0"),
+    ("beta_end 1", linear_beta_schedule, (10, 1e-4, 1.0), ValueError, r"beta_end must be a number in \(0, 1\); got 1.0"),
     ("beta_end < start", linear_beta_schedule, (10, 0.1, 0.01), ValueError, "beta_end must be >= beta_start"),
-    ("cosine s<0", cosine_beta_schedule, (10, -0.1), ValueError, r"s must lie in \[0, inf\)"),
-    ("cosine max_beta", cosine_beta_schedule, (10, 0.008, 1.0), ValueError, r"max_beta must lie in \(0, 1\)"),
+    ("cosine s<0", cosine_beta_schedule, (10, -0.1), ValueError, "s must be a finite non-negative number; got -0.1"),
+    ("cosine max_beta", cosine_beta_schedule, (10, 0.008, 1.0), ValueError, r"max_beta must be a number in \(0, 1\); got 1.0"),
     ("betas empty", GaussianDiffusion, (torch.zeros(0, dtype=f64),), ValueError, "T must be >= 1; got T = 0"),
     ("betas 2-D", GaussianDiffusion, (torch.full((2, 2), 0.1, dtype=f64),), ValueError, r"betas must have shape \(T,\)"),
     ("betas zero", GaussianDiffusion, (torch.tensor([0.0, 0.1], dtype=f64),), ValueError, "betas must lie strictly between 0 and 1.*from 0 to 0.1"),
@@ -732,10 +745,10 @@ BAD_INPUTS = [
     # timesteps
     ("t zero", D5.q_sample, (X, torch.tensor([0, 1, 2])), ValueError, r"t must lie in 1..T = 1..5.*from 0 to 2"),
     ("t above T", D5.q_sample, (X, torch.tensor([1, 2, 6])), ValueError, r"t must lie in 1..T = 1..5.*from 1 to 6"),
-    ("t int above T", D5.q_mean_variance, (X, 6), ValueError, r"t must lie in 1..T = 1..5.*got 6"),
+    ("t int above T", D5.q_mean_variance, (X, 6), ValueError, r"t must be an int64 tensor of shape \(B,\) or an int, holding timesteps in 1..T = 1..5 .*; got 6"),
     ("t float dtype", D5.q_sample, (X, torch.tensor([1.0, 2.0, 3.0])), TypeError, "t must be an integer tensor.*torch.float32"),
     ("t bool", D5.q_sample, (X, torch.tensor([True, True, True])), TypeError, "t must be an integer tensor.*torch.bool"),
-    ("t float scalar", D5.q_sample, (X, 2.0), TypeError, "t must be an int64 tensor of shape \\(B,\\).*got float"),
+    ("t float scalar", D5.q_sample, (X, 2.0), TypeError, r"t must be an int64 tensor of shape \(B,\) or an int.*; got 2.0 \(float\)"),
     ("t shape", D5.q_sample, (X, torch.tensor([1, 2])), ValueError, r"t must have shape \(B,\) = \(3,\).*got shape \(2,\)"),
     ("t device", D5.q_sample, (X, torch.tensor([1, 2, 3], device="meta")), ValueError, "same device.*t on meta"),
     # shapes, dtypes and devices of tensors
@@ -751,8 +764,8 @@ BAD_INPUTS = [
     ("variance name", D5.p_mean_variance, (ZERO_MODEL, X, T3, False, "learned"), ValueError, r"variance must be one of \('beta', 'beta_tilde'\)"),
     ("model shape", D5.p_mean_variance, (WRONG_MODEL, X, T3), ValueError, r"model\(x_t, t\) must return ε̂ with the shape of x_t"),
     ("p_sample noise", D5.p_sample, (ZERO_MODEL, X, T3, None, torch.zeros(2, 2, dtype=f64)), ValueError, "noise must have the shape of xt"),
-    ("loop shape", D5.p_sample_loop, (ZERO_MODEL, (3, 0)), ValueError, "shape must be a tuple of positive ints"),
-    ("trajectory shape", D5.p_sample_trajectory, (ZERO_MODEL, "3"), ValueError, "shape must be a tuple of positive ints"),
+    ("loop shape", D5.p_sample_loop, (ZERO_MODEL, (3, 0)), ValueError, r"shape\[1\] must be a positive integer; got 0"),
+    ("trajectory shape", D5.p_sample_trajectory, (ZERO_MODEL, "3"), TypeError, r"shape must be a tuple of positive ints \(B, ...\), e.g. \(16, 2\), or an int B; got '3' \(str\)"),
     ("loss t range", D5.loss_simple, (ZERO_MODEL, X, torch.tensor([1, 2, 9])), ValueError, "t must lie in 1..T"),
     ("loss noise", D5.loss_vlb_weighted, (ZERO_MODEL, X, T3, torch.zeros(3, dtype=f64)), ValueError, "noise must have the shape of x0"),
     ("vlb range", D5.vlb_terms, (ZERO_MODEL, X + 2), ValueError, r"x0 must lie in \[-1, 1\]"),
@@ -767,6 +780,10 @@ BAD_INPUTS = [
     ("discretized broadcast", discretized_gaussian_log_prob, (X, torch.zeros(3, 3, dtype=f64), X), ValueError, "do not broadcast"),
     ("discretized bins", discretized_gaussian_log_prob, (X, X, X, 1), ValueError, "bins must be an integer >= 2"),
     ("classes count", D5.class_log_posterior, (ZERO_MODEL, X, 0), ValueError, "num_classes must be a positive int"),
+    ("coefficients variance", D5.sampling_coefficients, ("learned",), ValueError, "variance must be one of"),
+    ("bare coefs", bare_sampling_loop, (ZERO_MODEL, ([1.0, 1.0], [1.0, 1.0]), (3, 2)), ValueError, "coefs must be three sequences .*; got tuple"),
+    ("bare coefs lengths", bare_sampling_loop, (ZERO_MODEL, ([1.0] * 3, [1.0] * 3, [1.0] * 2), (3, 2)), ValueError, r"coefs must be .*; got lengths \[2, 3\]"),
+    ("bare shape", bare_sampling_loop, (ZERO_MODEL, D5.sampling_coefficients(), (3, 2.0)), TypeError, r"shape\[1\] must be a positive integer; got 2.0 \(float\)"),
 ]
 
 

@@ -297,7 +297,7 @@ BAD_INPUTS = [
     ("elbo device", lg.elbo, (X0, Z0, torch.eye(2, device="meta", dtype=f64), W0, B0, 1.0), {}, ValueError, "q_cov on meta"),
     ("sample zero", lg.sample, (0, W0, B0, 1.0), {}, ValueError, "num_samples must be a positive integer"),
     ("sample negative", lg.sample, (-3, W0, B0, 1.0), {}, ValueError, "num_samples must be a positive integer"),
-    ("sample float", lg.sample, (2.0, W0, B0, 1.0), {}, ValueError, "num_samples must be a positive integer"),
+    ("sample float", lg.sample, (2.0, W0, B0, 1.0), {}, TypeError, r"num_samples must be a positive integer; got 2.0 \(float\)"),
     ("sample sigma2", lg.sample, (5, W0, B0, 0.0), {}, ValueError, "sigma2 must be a positive"),
 ]
 

@@ -49,8 +49,8 @@ def test_every_named_activation_builds(name):
 
 BAD = [
     ("in_dim zero", dict(in_dim=0, hidden=4, out_dim=1), ValueError, "in_dim must be a positive integer"),
-    ("hidden float", dict(in_dim=2, hidden=4.0, out_dim=1), TypeError, "hidden must be an int"),
-    ("out_dim bool", dict(in_dim=2, hidden=4, out_dim=True), TypeError, "out_dim must be an int"),
+    ("hidden float", dict(in_dim=2, hidden=4.0, out_dim=1), TypeError, r"hidden must be a positive integer; got 4.0 \(float\)"),
+    ("out_dim bool", dict(in_dim=2, hidden=4, out_dim=True), TypeError, r"out_dim must be a positive integer; got True \(bool\)"),
     ("depth negative", dict(in_dim=2, hidden=4, out_dim=1, depth=-1), ValueError, "depth must be a non-negative integer"),
     ("activation", dict(in_dim=2, hidden=4, out_dim=1, activation="gelu"), ValueError, "activation must be one of"),
     ("dtype", dict(in_dim=2, hidden=4, out_dim=1, dtype=torch.int64), TypeError, "dtype must be a floating torch dtype"),

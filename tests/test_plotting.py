@@ -84,7 +84,7 @@ def test_slider_figure_shows_one_group_per_step():
         ([], [], {}, "steps must hold at least one"),
         ([[go.Scatter()]], [1, 2], {}, "labels must have one entry per step"),
         ([[go.Scatter()]], [1], {"titles": ["a", "b"]}, "titles must have one entry per step"),
-        ([[go.Scatter()]], [1], {"active": 1}, r"active must be an int in \[0, 0\]"),
+        ([[go.Scatter()]], [1], {"active": 1}, r"active must be an integer in \[0, 0\]; got 1"),
         ([[]], [1], {}, r"steps\[0\] must be a non-empty sequence"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -13,8 +14,10 @@ from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
     broadcast_batch_shapes,
+    check_int,
     check_last_dim,
     check_min_ndim,
+    check_number,
     check_positive,
     check_probabilities,
     check_same_device,
@@ -122,6 +125,85 @@ def test_promote_float():
     assert a.dtype == b.dtype == torch.float64
     c, d = promote_float(torch.zeros(1), torch.zeros(1))
     assert c.dtype == d.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# check_int and check_number: the one integer check and the one real-number check
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_int_returns_python_ints_within_inclusive_bounds():
+    assert check_int(3, "n") == 3
+    assert check_int(-7, "n") == -7  # no bounds: any integer
+    assert check_int(1, "n", low=1) == 1 and check_int(5, "n", low=1, high=5) == 5  # both bounds are inclusive
+    out = check_int(np.int64(4), "n", low=1)  # NumPy integer scalars are integers too
+    assert out == 4 and type(out) is int
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, error, message",
+    [
+        (0, dict(low=1), ValueError, "T must be a positive integer; got 0"),
+        (-1, dict(low=0), ValueError, "T must be a non-negative integer; got -1"),
+        (1, dict(low=2), ValueError, "T must be an integer >= 2; got 1"),
+        (6, dict(high=5), ValueError, "T must be an integer <= 5; got 6"),
+        (6, dict(low=1, high=5), ValueError, r"T must be an integer in \[1, 5\]; got 6"),
+        (0, dict(low=1, high=5), ValueError, r"T must be an integer in \[1, 5\]; got 0"),
+        (True, dict(low=1), TypeError, r"T must be a positive integer; got True \(bool\)"),
+        (np.True_, dict(), TypeError, r"T must be an integer; got (np\.)?True_? \(bool_?\)"),
+        (3.0, dict(low=1), TypeError, r"T must be a positive integer; got 3.0 \(float\)"),
+        ("3", dict(), TypeError, r"T must be an integer; got '3' \(str\)"),
+        (None, dict(), TypeError, r"T must be an integer; got None \(NoneType\)"),
+        (torch.tensor(3), dict(), TypeError, r"T must be an integer; got tensor\(3\) \(Tensor\)"),
+        (2.5, dict(expected="an int or a tensor of timesteps"), TypeError, r"T must be an int or a tensor of timesteps; got 2.5 \(float\)"),
+        (9, dict(high=5, expected="a timestep in 1..5"), ValueError, "T must be a timestep in 1..5; got 9"),
+    ],
+)
+def test_check_int_names_the_argument_the_expectation_and_the_value(value, kwargs, error, message):
+    with pytest.raises(error, match=f"^{message}$"):
+        check_int(value, "T", **kwargs)
+
+
+def test_check_int_shortens_a_long_value_in_its_message():
+    with pytest.raises(TypeError) as info:
+        check_int(list(range(1000)), "n")
+    assert len(str(info.value)) < 100 and str(info.value).endswith("(list)")
+
+
+def test_check_number_returns_finite_floats_within_the_bounds():
+    assert check_number(2, "x") == 2.0 and type(check_number(2, "x")) is float  # ints are numbers
+    assert type(check_number(np.float32(0.5), "x")) is float
+    assert check_number(0.0, "x", low=0) == 0.0  # closed by default
+    assert check_number(1.0, "x", low=0, high=1) == 1.0
+    assert check_number(-1e300, "x") == -1e300
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, error, message",
+    [
+        (0.0, dict(low=0, closed_low=False), ValueError, "x must be a finite positive number; got 0.0"),
+        (-0.5, dict(low=0), ValueError, "x must be a finite non-negative number; got -0.5"),
+        (1.0, dict(low=1, closed_low=False), ValueError, "x must be a finite number > 1; got 1.0"),
+        (0.5, dict(low=1), ValueError, "x must be a finite number >= 1; got 0.5"),
+        (2.0, dict(high=1), ValueError, "x must be a finite number <= 1; got 2.0"),
+        (1.0, dict(high=1, closed_high=False), ValueError, "x must be a finite number < 1; got 1.0"),
+        (1.0, dict(low=0, high=1, closed_low=False, closed_high=False), ValueError, r"x must be a number in \(0, 1\); got 1.0"),
+        (0.0, dict(low=0, high=1, closed_low=False), ValueError, r"x must be a number in \(0, 1\]; got 0.0"),
+        (1.5, dict(low=0, high=1), ValueError, r"x must be a number in \[0, 1\]; got 1.5"),
+        (math.nan, dict(), ValueError, "x must be a finite number; got nan"),
+        (math.inf, dict(low=0), ValueError, "x must be a finite non-negative number; got inf"),
+        (-math.inf, dict(high=1), ValueError, "x must be a finite number <= 1; got -inf"),
+        (10**400, dict(), ValueError, "x must be a finite number; got 1000.*"),
+        (True, dict(low=0), TypeError, r"x must be a finite non-negative number; got True \(bool\)"),
+        ("0.1", dict(), TypeError, r"x must be a finite number; got '0.1' \(str\)"),
+        (None, dict(), TypeError, r"x must be a finite number; got None \(NoneType\)"),
+        (torch.tensor(0.5), dict(), TypeError, r"x must be a finite number; got tensor\(0.5000\) \(Tensor\)"),
+        (1j, dict(), TypeError, r"x must be a finite number; got 1j \(complex\)"),
+    ],
+)
+def test_check_number_names_the_argument_the_expectation_and_the_value(value, kwargs, error, message):
+    with pytest.raises(error, match=f"^{message}$"):
+        check_number(value, "x", **kwargs)
 
 
 def test_checks_survive_python_dash_O():
