@@ -12,7 +12,7 @@ The class (:func:`plan_class`, :func:`build_class`) is a fixed mix, drawn from `
 
 * ``full`` (50 %): every answer cell from the solution;
 * ``mutant`` (35 %): the solution with one or two answer cells replaced by known-wrong versions
-  from ``autograder/mutants/<assignment>/`` (on different tasks);
+  from ``mutants/<assignment>/`` (on different tasks);
 * ``blank`` (10 %): the release as handed out, nothing answered;
 * ``partial`` (5 %): some answer cells from the solution, the others left as the release's stubs.
 
@@ -106,13 +106,13 @@ def plan_class(n: int, assignment: str = DEFAULT_ASSIGNMENT, seed: int = DEFAULT
     (kind ``mutant`` needs them) or fewer than two answer cells (kind ``partial`` needs them)."""
     rng = random.Random(f"dgm-benchmark/{assignment}/{seed}")
     answer_ids = sorted(solution_answers(root, assignment))
-    mutants = load_mutants(assignment, Path(root) / "autograder" / "mutants")
+    mutants = load_mutants(assignment, Path(root) / "mutants")
     by_task: dict[str, list[str]] = {}
     for m in mutants:
         by_task.setdefault(m.grade_id, []).append(m.name)
     counts = kind_counts(n)
     if counts["mutant"] and not by_task:
-        raise ValueError(f"{assignment} has no mutants in autograder/mutants/{assignment}/")
+        raise ValueError(f"{assignment} has no mutants in mutants/{assignment}/")
     if counts["partial"] and len(answer_ids) < 2:
         raise ValueError(f"{assignment} has fewer than two answer cells: no partial answer is possible")
     kinds = [kind for kind in MIX for _ in range(counts[kind])]
@@ -139,7 +139,7 @@ def write_planned(folder: Path, planned: list[Planned], assignment: str = DEFAUL
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     solution = solution_answers(root, assignment)
-    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "autograder" / "mutants")}
+    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "mutants")}
     paths = []
     for p in planned:
         answers = {gid: solution[gid] for gid in p.answered}

@@ -1,4 +1,5 @@
-"""Paths of the course and throwaway copies of it for nbgrader to work in."""
+"""Paths of the course, throwaway copies of it for nbgrader to work in, and the error raised when
+grading itself cannot run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autograder import nbgrader_config as cfg
+
+class GradingError(RuntimeError):
+    """Grading itself could not run (as opposed to a student's notebook failing): no such folder,
+    no notebooks, an unknown assignment, shards that do not fit together."""
+
 
 #: The repository root: the course root of every command unless ``--root`` says otherwise.
 REPO_ROOT = Path(__file__).resolve().parent.parent

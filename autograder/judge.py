@@ -20,7 +20,7 @@ from typing import Any
 # the checks and SymPy are imported once, in the fork server, not in every child
 import sympy  # noqa: F401
 
-import dgm.checks  # noqa: F401
+import coursework  # noqa: F401
 
 _CONTEXT = None
 _LOCK = threading.Lock()
@@ -41,8 +41,8 @@ def _context():
 
 
 def _child(conn, task: str, encoded: str, suite: str, expected: Any, seed: int, memory_bytes: int) -> None:
-    from dgm.checks import CheckFailed, run_check
-    from dgm.checks.wire import WireError, decode
+    from coursework import CheckFailed, run_check
+    from coursework.wire import WireError, decode
 
     try:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -70,7 +70,7 @@ def _child(conn, task: str, encoded: str, suite: str, expected: Any, seed: int, 
 
 def judge_value(task: str, encoded: Any, *, suite: str, expected: Any, seed: int, timeout: float,
                 memory_bytes: int = 2 * 2**30) -> dict:
-    """Run ``task``'s checks on an encoded value answer (:mod:`dgm.checks.wire` data) in a child;
+    """Run ``task``'s checks on an encoded value answer (:mod:`coursework.wire` data) in a child;
     returns ``{"outcome": "pass" | "fail" | "wire" | "memory" | "timeout" | "error", "message": ...}``."""
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)

@@ -19,7 +19,6 @@ id and cell type, comes from the student.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,19 +175,18 @@ def student_answers(nb: nbformat.NotebookNode, program: Program) -> tuple[dict[s
 
 
 def task_kinds(program: Program) -> dict[str, str]:
-    """task → ``function``, ``concept``, ``derivation`` or ``manual`` (for reports)."""
+    """task → ``manual`` (a hand-graded answer) or the kind its chapter registered it with
+    (``function``, ``concept``, ``derivation``; :data:`coursework.TASKS`); ``function`` for a task
+    no chapter declares (its checks fail as unknown when run)."""
+    from coursework import TASKS
+
     kinds: dict[str, str] = {}
     for step in program.steps:
         if step.kind == "manual":
             kinds[step.task] = "manual"
         elif step.kind == "test":
-            name = step.task
-            if name.startswith("concept_"):
-                kinds[name] = "concept"
-            elif name.endswith("_steps"):
-                kinds[name] = "derivation"
-            else:
-                kinds.setdefault(name, "function")
+            registered = TASKS.get(step.task)
+            kinds.setdefault(step.task, registered.kind if registered is not None else "function")
     return kinds
 
 
@@ -207,7 +205,3 @@ def tasks_table(program: Program) -> list[dict]:
         manual[step.task] = step.kind == "manual"
     kinds = task_kinds(program)
     return [{"name": n, "max_points": points[n], "manual": manual[n], "kind": kinds.get(n, "function")} for n in order]
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=1, sort_keys=False)

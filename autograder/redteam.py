@@ -205,8 +205,9 @@ print("comparisons rebound:", torch.allclose(torch.zeros(1), torch.ones(1)), np.
 
 REBIND_DGM_CHECKS = '''
 # Replace the checks themselves with functions that always pass.
-import dgm.checks
-import dgm.checks._core as core
+import coursework
+import coursework._core as core
+import coursework.registry as registry
 
 
 def _always_passes(*args, **kwargs):
@@ -214,17 +215,18 @@ def _always_passes(*args, **kwargs):
     return None
 
 
-dgm.checks.check = _always_passes
-dgm.checks.run_check = _always_passes
+coursework.check = _always_passes
+coursework.run_check = _always_passes
 check = _always_passes
 core.expect_tensor = _always_passes
 core.expect_same_gradients = _always_passes
 core.forbid_calls = _always_passes
 core.expect_pair = lambda ctx, out, where: out if isinstance(out, tuple) else (out, out)
 core.CheckFailed = type("CheckFailed", (Exception,), {})
-for _name in list(core.TASKS):
-    core.TASKS[_name] = lambda ctx, answer, expected: None
-print("checks replaced:", len(core.TASKS))
+registry.run_check = _always_passes
+for _name in list(registry.TASKS):
+    registry.TASKS[_name] = lambda ctx, answer, expected: None
+print("checks replaced:", len(registry.TASKS))
 
 ''' + WRONG_POSTERIOR
 
@@ -1034,7 +1036,7 @@ SUITE: tuple[Attack, ...] = (
            "rebinds torch.allclose/equal/isclose, np.allclose, math.isclose to always agree; wrong answer",
            replacing("gaussian_kl_diag", REBIND_TORCH_NUMPY)),
     Attack("rebind_dgm_checks", "lg_posterior",
-           "replaces dgm.checks.check, run_check, _core.expect_tensor and every task's checks with no-ops; "
+           "replaces coursework.check, run_check, _core.expect_tensor and every task's checks with no-ops; "
            "wrong answer", replacing("lg_posterior", REBIND_DGM_CHECKS)),
     Attack("input_transformer", "mixture_responsibilities",
            "an IPython input transformer turns every later cell into `pass`; wrong answer",

@@ -2,7 +2,7 @@
 
 * :func:`solution_answers` — every answer cell of the solution with its ``### BEGIN/END SOLUTION``
   lines removed: what a student who gets everything right would have typed.
-* :func:`load_mutants` — ``autograder/mutants/<assignment>/<grade_id>__<slip>.py``: a module docstring naming the
+* :func:`load_mutants` — ``mutants/<assignment>/<grade_id>__<slip>.py``: a module docstring naming the
   mistake and the ``grade_id`` it replaces, then the full source of that answer cell.
 * :func:`filled_release` — the release notebook with some answer cells replaced: how every sample
   and every mutant submission in the tests is made, so they stay in step with ``solutions/``.
@@ -25,7 +25,7 @@ from autograder.release import normalise_notebook
 
 ASSIGNMENT = "01-elbo"
 SAMPLES_DIR = Path("autograder") / "samples"
-MUTANTS_DIR = REPO_ROOT / "autograder" / "mutants"
+MUTANTS_DIR = REPO_ROOT / "mutants"
 
 #: bob's submission: which answers come from the solution, and which mutant he handed in;
 #: every other answer cell stays the release's stub.
@@ -97,7 +97,7 @@ def filled_release(answers: dict[str, str], root: Path = REPO_ROOT,
 def sample_texts(root: Path = REPO_ROOT, assignment: str = ASSIGNMENT) -> dict[str, str]:
     """File name → contents of every sample submission."""
     answers = solution_answers(root, assignment)
-    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "autograder" / "mutants")}
+    mutants = {m.name: m for m in load_mutants(assignment, Path(root) / "mutants")}
     alice = nbformat.writes(filled_release(answers, root, assignment))
     bob_answers = {gid: answers[gid] for gid in BOB_RIGHT}
     bob_answers[mutants[BOB_MUTANT].grade_id] = mutants[BOB_MUTANT].source

@@ -7,10 +7,11 @@ the conversation with it.
   tree (``--unshare-pid``: killing the sandbox kills everything the student started), IPC and
   hostname; ``--die-with-parent`` and a new session (no terminal to inject keystrokes into);
 * **a read-only view of the system** built from nothing: ``/usr`` and the few files of ``/etc`` that
-  programs need, the Python installation and the virtual environment, and the ``dgm`` package
-  alone — not the repository, so no ``solutions/``, gradebook, hidden tests or other students.
-  ``dgm`` is a source-only copy (:func:`package_view`) without the reference modules an exercise
-  re-implements (importing them fails) and without compiled byte-code. The only writable place
+  programs need, the Python installation and the virtual environment, and the course's two
+  packages alone — ``dgm`` and ``coursework`` (what a notebook's set-up cell imports) — not the
+  repository, so no ``solutions/``, gradebook, hidden tests or other students. Both are
+  source-only copies (:func:`package_view`) without compiled byte-code, and ``dgm``'s copy lacks
+  the reference modules an exercise re-implements (importing them fails). The only writable place
   is a fresh, empty scratch folder (its home and ``TMPDIR``);
 * **an unprivileged user**: ``setpriv`` drops to a uid of its own (one per parallel slot, so a fork
   bomb in one sandbox cannot exhaust another's process quota), with no capabilities, an empty
@@ -156,30 +157,37 @@ def _host_python_paths() -> list[str]:
     return kept
 
 
-def dgm_package_dir() -> str:
-    import dgm
+#: the packages a sandbox sees (each a source-only copy, :func:`package_view`)
+PACKAGES = ("dgm", "coursework")
 
-    return os.path.realpath(Path(dgm.__file__).parent)
+
+def package_dir(name: str) -> str:
+    """The folder of the installed package ``name`` (``"dgm"`` or ``"coursework"``)."""
+    import importlib
+
+    return os.path.realpath(Path(importlib.import_module(name).__file__).parent)
 
 
 _VIEWS: dict[tuple[str, tuple[str, ...]], Path] = {}
 _VIEWS_LOCK = threading.Lock()
 
 
-def package_view(hidden_modules: tuple[str, ...] = ()) -> Path:
-    """The ``dgm`` package as a sandbox sees it: a copy of its sources only — no ``__pycache__``
-    (compiled references could be loaded with ``marshal``) — without the hidden modules. Made once
-    per grader process and set of hidden modules, readable by every sandbox user, removed at exit."""
-    package = dgm_package_dir()
-    key = (package, tuple(sorted(hidden_modules)))
+def package_view(hidden_modules: tuple[str, ...] = (), name: str = "dgm") -> Path:
+    """The package ``name`` as a sandbox sees it: a copy of its sources only — no ``__pycache__``
+    (compiled references could be loaded with ``marshal``) — without the hidden modules
+    (``"dgm.gan"``: those of this package are left out). Made once per grader process, package and
+    set of hidden modules, readable by every sandbox user, removed at exit."""
+    package = package_dir(name)
+    mine = tuple(sorted(m for m in hidden_modules if m.startswith(name + ".")))
+    key = (package, mine)
     with _VIEWS_LOCK:
         view = _VIEWS.get(key)
         if view is not None and view.is_dir():
             return view
-        root = Path(tempfile.mkdtemp(prefix="dgm-package-view-"))
+        root = Path(tempfile.mkdtemp(prefix=f"{name}-package-view-"))
         os.chmod(root, 0o755)
         hidden = set()
-        for module in hidden_modules:
+        for module in mine:
             rel = Path(*module.split(".")[1:])
             hidden |= {Path(package, rel).with_suffix(".py"), Path(package, rel)}
 
@@ -187,12 +195,12 @@ def package_view(hidden_modules: tuple[str, ...] = ()) -> Path:
             return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))
                     or Path(folder, n) in hidden]
 
-        view = root / "dgm"
+        view = root / name
         shutil.copytree(package, view, ignore=ignore)
         for folder, dirs, files in os.walk(view):
             os.chmod(folder, 0o755)
-            for name in files:
-                os.chmod(os.path.join(folder, name), 0o644)
+            for file in files:
+                os.chmod(os.path.join(folder, file), 0o644)
         atexit.register(shutil.rmtree, root, True)
         _VIEWS[key] = view
         return view
@@ -224,8 +232,9 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
                 if a != "/etc":
                     cmd += ["--perms", "0755", "--dir", a]
             cmd += ["--ro-bind", str(host), str(host)]
-    package = dgm_package_dir()
-    binds = [(p, p) for p in _host_python_paths()] + [(str(package_view(hidden_modules)), package)]
+    binds = [(p, p) for p in _host_python_paths()]
+    for name in PACKAGES:
+        binds.append((str(package_view(hidden_modules, name)), package_dir(name)))
     made: set[str] = {"/", "/usr", "/etc"}
     for source, path in binds:
         for a in _ancestors(path + "/x"):
@@ -250,7 +259,8 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
     cpu = int(limits.notebook_budget + 30)
     cmd += [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
             f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", f"--cpu={cpu}", "--core=0", "--",
-            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd), str(limits.output_chars)]
+            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd), str(limits.output_chars),
+            os.pathsep.join(dict.fromkeys(os.path.dirname(package_dir(name)) for name in PACKAGES))]
     return cmd
 
 

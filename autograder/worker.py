@@ -12,12 +12,14 @@ on the file descriptor named by its first argument (the second is the output cap
   the cell raised, ``stdout``/``stderr`` (the first ``output_limit`` characters; ``dropped`` counts
   the rest).
 * ``{"op": "get", "id": n, "name": "x"}`` → ``kind`` (``missing``, ``function`` or ``value``) and,
-  for a value, ``value`` (:func:`dgm.checks.wire.encode`).
+  for a value, ``value`` (:func:`coursework.wire.encode`).
 * ``{"op": "call", "id": n, "name": "f", "args": [...], "grad": {...} | null}`` → the fields of
-  :class:`dgm.checks._core.Outcome`, values and gradients encoded.
+  :class:`coursework._core.Outcome`, values and gradients encoded.
 
 This file is copied into the sandbox as a single script; it imports only the standard library,
-IPython, torch and :mod:`dgm` (as the sandbox sees it).
+IPython, torch, :mod:`dgm` and :mod:`coursework` — the copies the sandbox mounts, found through
+the folders its third argument names (it runs with ``python -I``, so the environment cannot add
+any, and these come first, before any installed copy).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import sys
 import time
 
 OUTPUT_LIMIT = int(sys.argv[2]) if len(sys.argv) > 2 else 65536  # characters kept per stream
+# the folders holding the packages the sandbox mounts (dgm, coursework), first on the import path
+sys.path[:0] = [p for p in (sys.argv[3].split(os.pathsep) if len(sys.argv) > 3 else []) if p]
 
 
 class Capped(io.TextIOBase):
@@ -100,8 +104,8 @@ def main() -> None:
     import torch
     from IPython.core.interactiveshell import InteractiveShell
 
-    from dgm.checks import wire
-    from dgm.checks._core import GradRequest, invoke_local
+    from coursework import wire
+    from coursework._core import GradRequest, invoke_local
 
     torch.set_num_threads(1)
     shell = InteractiveShell.instance()

@@ -56,26 +56,21 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 @pytest.fixture(autouse=True)
 def allow_reference_calls(request, monkeypatch):
-    """The exercises forbid answers that call dgm's reference implementations (dgm.checks, each
-    chapter module's ``FORBIDDEN``). Tests of the checks build right and wrong answers from those
-    very references, so lift the rule in tests/test_checks*.py, except in tests of the rule itself
-    (marked ``forbid_rule``)."""
+    """The exercises forbid answers that call dgm's reference implementations (each chapter's
+    ``forbidden``, :class:`coursework.Chapter`). Tests of the checks build right and wrong answers
+    from those very references, so lift the rule in tests/test_checks*.py, except in tests of the
+    rule itself (marked ``forbid_rule``)."""
     if not request.node.path.name.startswith("test_checks") or "forbid_rule" in request.keywords:
         return
-    import importlib
-    import pkgutil
+    from coursework import chapters
 
-    import dgm.checks
-
-    for info in pkgutil.iter_modules(dgm.checks.__path__):
-        module = importlib.import_module(f"dgm.checks.{info.name}")
-        if hasattr(module, "FORBIDDEN"):
-            monkeypatch.setattr(module, "FORBIDDEN", ())
+    for chapter in chapters().values():
+        monkeypatch.setattr(chapter, "forbidden", ())
 
 
 def expect_check_fails(task, answer, suite="visible", match=None):
-    """``dgm.checks.check(task, answer, suite=suite)`` must raise CheckFailed matching ``match``."""
-    from dgm.checks import CheckFailed, check
+    """``coursework.check(task, answer, suite=suite)`` must raise CheckFailed matching ``match``."""
+    from coursework import CheckFailed, check
 
     with pytest.raises(CheckFailed, match=match):
         check(task, answer, suite=suite)

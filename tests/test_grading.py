@@ -2,7 +2,7 @@
 
 Most checks read one grading run per assignment (``batch(assignment)``, cached for the session):
 the solution-filled notebook, the untouched release, every mutant in
-``autograder/mutants/<assignment>/``, a corrupt file and two students with awkward names, graded
+``mutants/<assignment>/``, a corrupt file and two students with awkward names, graded
 together so nbgrader's start-up is paid once per assignment.
 
 No test here asserts how fast grading goes (15 s per notebook): ``make bench`` measures it
@@ -24,7 +24,10 @@ import pytest
 
 from autograder.__main__ import main
 from autograder.course import REPO_ROOT, assignments, release_notebook
-from autograder.grade import GradingError, discover, grade_folder, merge, parse_shard, sanitise_student_id
+from autograder.course import GradingError
+from autograder.grade import grade_folder
+from autograder.shards import merge, parse_shard
+from autograder.submissions import discover, sanitise_student_id
 from autograder.samples import (ASSIGNMENT, SAMPLES_DIR, filled_release, load_mutants, solution_answers,
                                 stale_samples)
 

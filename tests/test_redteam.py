@@ -40,7 +40,8 @@ import pytest
 
 from autograder import redteam
 from autograder.course import REPO_ROOT, source_notebook
-from autograder.grade import STATUSES, GradingRun, grade_folder, hidden_modules_for
+from autograder.grade import GradingRun, grade_folder
+from autograder.runner import STATUSES, hidden_modules_for
 from autograder.program import build_program, tasks_table
 from autograder.redteam import ASSIGNMENT, CONTROL, GRADER_SIDE, SUITE, Attack
 from autograder.sandbox import Limits, SandboxUnavailable, check_available, sandbox_uid

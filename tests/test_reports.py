@@ -1,4 +1,5 @@
-"""Tests of autograder/reports.py: every report is made from a plain-data results object alone.
+"""Tests of the reports of a graded class (autograder/reports.py, feedback.py, histograms.py and
+similarity.py): every report is made from a plain-data results object alone.
 
 The results here are synthetic (six students: full marks, a renamed copy, an unrelated answer, a
 crash with a reason, an invalid file, a timeout with the release's stub), with hostile strings in
@@ -19,22 +20,22 @@ from html.parser import HTMLParser
 
 import pytest
 
-from autograder import reports
-from autograder.reports import (
+from autograder import similarity as similar
+from autograder.feedback import feedback_html
+from autograder.histograms import TOTAL, histograms_png, score_counts
+from autograder.reports import format_summary, grades_csv, write_reports
+from autograder.similarity import (
+    MAX_COMPARED_TOKENS,
+    MIN_TOKENS,
     REFERENCE,
-    REFERENCE_FUNCTIONS,
-    feedback_html,
-    format_summary,
-    grades_csv,
-    histograms_png,
     reference_sources,
-    score_counts,
     similarity_csv,
     similarity_html,
     similarity_report,
-    write_reports,
+    tokens,
 )
 from autograder.static import normalise, similarity
+from coursework import chapters
 
 SCRIPT = "<script>alert(1)</script>"
 DROP = '"; DROP TABLE grades; --'
@@ -277,12 +278,12 @@ def test_feedback_holds_nothing_but_the_submission_record():
 def test_score_counts_over_non_invalid_submissions():
     counts = score_counts(make_results())
     assert list(counts) == ["gaussian_kl_diag", "kl_monte_carlo", "concept_kl_asymmetry", "kl_derivation_steps",
-                            reports.TOTAL]  # manual tasks are not counted
+                            TOTAL]  # manual tasks are not counted
     assert counts["gaussian_kl_diag"] == {0.0: 2, 1.0: 1, 2.0: 0, 3.0: 2}
     assert counts["kl_monte_carlo"] == {0.0: 2, 1.0: 0, 2.0: 3}
     assert counts["concept_kl_asymmetry"] == {0.0: 3, 1.0: 2}
     assert counts["kl_derivation_steps"] == {0.0: 2, 1.0: 0, 1.5: 1, 2.0: 2}
-    assert counts[reports.TOTAL] == {**{float(k): 0 for k in range(9)}, 0.0: 1, 2.0: 1, 5.0: 1, 5.5: 1, 8.0: 1}
+    assert counts[TOTAL] == {**{float(k): 0 for k in range(9)}, 0.0: 1, 2.0: 1, 5.0: 1, 5.5: 1, 8.0: 1}
     assert all(sum(c.values()) == 5 for c in counts.values())  # eve (invalid) is left out
 
 
@@ -312,8 +313,8 @@ def test_stubs_short_answers_and_concepts_are_skipped():
     stubbed = similarity_report(results, references={}, stubs={"gaussian_kl_diag": STUB})
     assert not any("dave" in (r["student"], r["other"]) for r in stubbed)
     # alice and carol share SHORT (derivation), alice and bob share CONCEPT (concept): never flagged
-    assert len(reports.tokens(normalise(SHORT))) < reports.MIN_TOKENS
-    assert len(reports.tokens(normalise(CONCEPT))) >= reports.MIN_TOKENS
+    assert len(tokens(normalise(SHORT))) < MIN_TOKENS
+    assert len(tokens(normalise(CONCEPT))) >= MIN_TOKENS
     assert not any(r["task"] in ("kl_derivation_steps", "concept_kl_asymmetry") for r in unstubbed)
     # ...and the concept is left out because of its kind
     as_function = copy.deepcopy(results)
@@ -324,7 +325,7 @@ def test_stubs_short_answers_and_concepts_are_skipped():
 def test_pathological_answers_are_skipped_not_fatal():
     results = make_results()
     deep = "def f(a):\n    return " + " + ".join(["a"] * 700) + "\n"  # too deep for the AST visitor
-    huge = "def f(a):\n" + "".join(f"    a = a * {k}\n" for k in range(reports.MAX_COMPARED_TOKENS // 5))
+    huge = "def f(a):\n" + "".join(f"    a = a * {k}\n" for k in range(MAX_COMPARED_TOKENS // 5))
     near = huge.replace("* 1\n", "* 7\n", 1)
     answers = {"alice": deep, "bob": deep, "carol": huge, "dave": near, "frank": huge}
     for student, source in answers.items():
@@ -399,7 +400,7 @@ def test_pruning_loses_no_pair():
     texts = {s["student_id"]: normalise(s["answers"]["f"]) for s in results["submissions"]}
 
     def ordered(a: str, b: str) -> float:  # the report's order: fewer tokens first, then the smaller text
-        first, second = sorted((texts[a], texts[b]), key=lambda t: (len(reports.tokens(t)), t))
+        first, second = sorted((texts[a], texts[b]), key=lambda t: (len(tokens(t)), t))
         return similarity(first, second)
 
     brute = {(a, b): ordered(a, b) for a, b in itertools.combinations(sorted(texts), 2)}
@@ -415,14 +416,14 @@ def test_200_students_compare_few_pairs_exactly(monkeypatch):
     suite): of the 19,900 pairs of 200 students, the cheap bounds leave only a few for difflib's
     exact ratio (756 with this seed; all of them without the pruning), and every near copy is found."""
     results = many_students(200, seed=11, near=40)
-    assert 35 <= len(reports.tokens(normalise(results["submissions"][0]["answers"]["f"]))) <= 60
+    assert 35 <= len(tokens(normalise(results["submissions"][0]["answers"]["f"]))) <= 60
     exact = []
 
     def counted(a: str, b: str) -> float:
         exact.append((a, b))
         return similarity(a, b)
 
-    monkeypatch.setattr(reports, "similarity", counted)
+    monkeypatch.setattr(similar, "similarity", counted)
     rows = similarity_report(results, references={})
     assert len(rows) >= 40  # every near copy is found
     pairs = 200 * 199 // 2
@@ -452,7 +453,7 @@ def test_similarity_html_shows_the_reference_text():
 
 
 def test_reference_sources_of_every_assignment():
-    assert set(REFERENCE_FUNCTIONS) == {"01-elbo", "05-gans", "07-diffusion"}
+    assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "05-gans", "07-diffusion"}
     expected = {
         "01-elbo": {"gaussian_kl_diag", "kl_monte_carlo", "lg_posterior", "lg_elbo", "mixture_responsibilities"},
         "05-gans": {"gan_losses", "optimal_discriminator", "jsd_from_discriminator",
@@ -465,7 +466,7 @@ def test_reference_sources_of_every_assignment():
         assert set(sources) == tasks
         for task, source in sources.items():
             assert source.startswith("def "), (assignment, task)  # dedented, so it parses
-            assert len(reports.tokens(normalise(source))) >= reports.MIN_TOKENS, (assignment, task)
+            assert len(tokens(normalise(source))) >= MIN_TOKENS, (assignment, task)
     gan = reference_sources("05-gans")["gan_losses"]
     assert "def discriminator_loss(" in gan and "def generator_loss_nonsaturating(" in gan
     assert "def q_sample(" in reference_sources("07-diffusion")["q_sample_closed_form"]
@@ -521,3 +522,10 @@ def test_write_reports_refuses_a_path_outside_the_feedback_folder(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         write_reports(results, tmp_path / "out")
     assert not (tmp_path / "out" / "escaped.html").exists()
+
+
+def test_every_status_has_its_words_for_the_student():
+    from autograder.feedback import STATUS_TEXT
+    from autograder.runner import STATUSES
+
+    assert set(STATUS_TEXT) == set(STATUSES)

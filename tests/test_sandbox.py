@@ -31,7 +31,7 @@ from autograder.sandbox import (
     SandboxUnavailable,
     check_available,
 )
-from dgm.checks import wire
+from coursework import wire
 
 try:
     check_available()
@@ -241,7 +241,7 @@ def test_repository_and_root_home_are_not_visible(shared):
                          Path("/etc/shadow"), *Path("/home").glob("*")])   # the sandbox's own home is /home/student
     assert len(secret) >= 4          # the probe below means something on this machine
     # what the Python installation itself needs under the repository and /root: first path parts
-    needed_repo, needed_root = {"dgm"}, set()
+    needed_repo, needed_root = {"dgm", "coursework"}, set()
     for prefix in {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
         for base, needed in ((str(REPO), needed_repo), ("/root", needed_root)):
             if prefix.startswith(base + os.sep):
@@ -260,7 +260,7 @@ result = {{"exists": [p for p in {secret!r} if os.path.lexists(p)],
 def test_dgm_imports_but_the_hidden_module_does_not(shared):
     source = REPO / "dgm" / "divergences.py"
     assert "def gaussian_kl" in source.read_text()       # there is something to hide
-    ok = cell(shared, "import dgm, dgm.distributions, dgm.checks.wire\nprint(dgm.distributions.gaussian_log_prob)")
+    ok = cell(shared, "import dgm, dgm.distributions, coursework.wire\nprint(dgm.distributions.gaussian_log_prob)")
     assert ok["ok"] and "gaussian_log_prob" in ok["stdout"]
     for code in ("import dgm.divergences", "from dgm.divergences import gaussian_kl", "from dgm import divergences"):
         reply = cell(shared, code)
@@ -278,13 +278,14 @@ except OSError as e:
 
 def test_the_compiled_hidden_module_is_not_readable(fresh, tmp_path, monkeypatch):
     # A copy of the package with the bytecode cache a normal `import dgm.divergences` leaves behind.
-    real = sandbox_module.dgm_package_dir()
+    real = sandbox_module.package_dir("dgm")
     package = tmp_path / "dgm"
     shutil.copytree(real, package, ignore=shutil.ignore_patterns("__pycache__"))
     pyc = Path(importlib.util.cache_from_source(str(package / "divergences.py")))
     py_compile.compile(str(package / "divergences.py"), cfile=str(pyc), doraise=True)
     host_paths = sandbox_module._host_python_paths
-    monkeypatch.setattr(sandbox_module, "dgm_package_dir", lambda: str(package))
+    real_dir = sandbox_module.package_dir
+    monkeypatch.setattr(sandbox_module, "package_dir", lambda name: str(package) if name == "dgm" else real_dir(name))
     # the worker itself still imports the real package
     monkeypatch.setattr(sandbox_module, "_host_python_paths", lambda: [*host_paths(), real])
     sb = fresh(hidden=HIDDEN)

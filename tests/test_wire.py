@@ -1,4 +1,4 @@
-"""Tests of dgm.checks.wire, the JSON-only encoding of values crossing the grading sandbox.
+"""Tests of coursework.wire, the JSON-only encoding of values crossing the grading sandbox.
 
 Round trips are judged against the value we started from (built here from Python literals), and
 the raw format against bytes packed independently with :mod:`struct`. Strict decoding is fed
@@ -20,8 +20,8 @@ import pytest
 import sympy as sp
 import torch
 
-from dgm.checks import ch01, ch05, ch07, wire
-from dgm.checks.wire import WireError, decode, encode
+from coursework import ch01, ch05, ch07, wire
+from coursework.wire import WireError, decode, encode
 
 
 def roundtrip(value, *, strict=True):
@@ -389,7 +389,7 @@ def test_malformed_tensors_are_rejected(changes):
 
 @pytest.mark.parametrize("data", [
     {"$": "generator", "seed": "1"},
-    {"$": "factory", "path": "dgm.checks.ch05:critic_from_seed",
+    {"$": "factory", "path": "coursework.ch05:critic_from_seed",
      "args": [{"$": "int", "v": "1"}, {"$": "tuple", "items": [{"$": "int", "v": "2"}]},
               {"$": "dtype", "name": "float64"}]},
     {"$": "pickle", "v": "gASVAAAAAAAAAA=="},
@@ -427,9 +427,9 @@ def test_too_deep_nesting_is_rejected():
         decode(data, strict=False)
 
 
-@pytest.mark.parametrize("path", ["os:system", "builtins:eval", "dgm.checksevil:f", "dgm.checks", "subprocess:run",
+@pytest.mark.parametrize("path", ["os:system", "builtins:eval", "courseworkevil:f", "coursework", "subprocess:run",
                                   "dgm.nets:mlp", None, 3])
-def test_factories_outside_dgm_checks_are_refused_even_when_not_strict(path):
+def test_factories_outside_coursework_are_refused_even_when_not_strict(path):
     data = {"$": "factory", "path": path, "args": []}
     with pytest.raises(WireError):
         decode(data, strict=False)
@@ -437,11 +437,11 @@ def test_factories_outside_dgm_checks_are_refused_even_when_not_strict(path):
         decode(data)
 
 
-def test_factory_object_refuses_a_path_outside_dgm_checks():
+def test_factory_object_refuses_a_path_outside_coursework():
     with pytest.raises(ValueError):
         wire.factory_object(object(), "os:system")
     with pytest.raises(ValueError):
-        wire.factory_object(object(), "dgm.checks.ch05")  # no function part
+        wire.factory_object(object(), "coursework.ch05")  # no function part
 
 
 def _sympy(tree):
@@ -501,12 +501,12 @@ def test_unknown_symbol_assumptions_are_dropped():
 
 def test_opaque_type_names_are_sanitised():
     value = decode({"$": "other", "type": "evil'); __import__('os').system('id') #"})
-    name = type(value).__name__
+    name = wire.type_name(value)
     assert isinstance(value, wire.Opaque)
     assert name.startswith("evil")
     assert not set(name) & set("'\";#=")
     long = decode({"$": "other", "type": "A" * 500})
-    assert len(type(long).__name__) <= 80
+    assert len(wire.type_name(long)) <= 80
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,13 +598,13 @@ def test_other_values_become_a_named_opaque(value, name):
     back = roundtrip(value)
     assert isinstance(back, wire.Opaque)
     assert not isinstance(back, torch.Tensor)
-    assert name in type(back).__name__
+    assert name in wire.type_name(back)
     assert name in repr(back)
 
 
 def test_tensor_subclass_name_says_it_is_a_subclass():
     back = roundtrip(torch.zeros(2).as_subclass(MyTensor))
-    assert "subclass" in type(back).__name__ and "MyTensor" in type(back).__name__
+    assert "subclass" in wire.type_name(back) and "MyTensor" in wire.type_name(back)
 
 
 def test_containers_of_other_values_keep_the_rest():
@@ -744,8 +744,8 @@ def test_whatever_encode_sends_decodes(value):
     assert back == value or isinstance(back, wire.Opaque)
 
 
-def test_a_flood_of_type_names_neither_grows_the_cache_nor_renames_later_values():
-    for i in range(3 * wire.MAX_OPAQUE_TYPES):
-        decode({"$": "other", "type": f"Flood{i}"})
-    assert len(wire._OPAQUE_TYPES) <= wire.MAX_OPAQUE_TYPES
-    assert type(decode(encode(student_function))).__name__ == "function"
+def test_a_flood_of_type_names_creates_no_classes_and_renames_no_later_value():
+    flood = [decode({"$": "other", "type": f"Flood{i}"}) for i in range(2000)]
+    assert {type(v) for v in flood} == {wire.Opaque}  # one class: decoding makes no classes at run time
+    assert wire.type_name(flood[-1]) == "Flood1999"
+    assert wire.type_name(decode(encode(student_function))) == "function"

@@ -10,24 +10,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgm.checks._core import (
+from coursework.registry import Chapter, check  # noqa: F401 - check: the notebook's import
+from coursework._core import (
     Ctx,
     GradRequest,
     call,
-    concept,
     expect_derivation,
     expect_pair,
     expect_same_gradients,
     expect_tensor,
-    forbid_calls,
     random_points,
-    task,
 )
 
-__all__ = ["cg_symbols", "cg_derivation_start", "CG_REPORT_POINT"]
+#: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch05 import ...``)
+__all__ = ["check", "derivation_report", "cg_symbols", "cg_derivation_start", "CG_REPORT_POINT"]
 
-#: what Exercise 5's answers may not call: the reference implementations they re-build
-FORBIDDEN = ("dgm.gan",)
+CHAPTER = Chapter(
+    number=5,
+    assignment="05-gans",
+    title="Generative adversarial networks",
+    forbidden=("dgm.gan",),  # the reference implementations Exercise 5's answers re-build
+)
+
+#: prints each derivation step's value at a point (default: this chapter's report point)
+derivation_report = CHAPTER.derivation_report
 
 _EXTREME = "extreme logits (±300): compute log D = -softplus(-a) and log(1 - D) = -softplus(a), not log(sigmoid(a))"
 
@@ -36,9 +42,9 @@ def _logits(ctx: Ctx, *shape: int, scale: float = 3.0, dtype=torch.float64) -> t
     return scale * ctx.randn(*shape, dtype=dtype)
 
 
-def _extreme(ctx: Ctx, n: int, dtype=torch.float64) -> torch.Tensor:
-    """n >= 2 logits with |a| in [800, 1200], at least one of each sign, in random order."""
-    mags = ctx.uniform(800, 1200, n)
+def _extreme(ctx: Ctx, n: int, dtype=torch.float64, low: float = 800.0, high: float = 1200.0) -> torch.Tensor:
+    """n >= 2 logits with |a| in [low, high] (default [800, 1200]), at least one of each sign, in random order."""
+    mags = ctx.uniform(low, high, n)
     signs = torch.ones(n, dtype=torch.float64)
     signs[: n // 2] = -1
     perm = torch.randperm(n, generator=ctx.gen)
@@ -50,9 +56,8 @@ def _extreme(ctx: Ctx, n: int, dtype=torch.float64) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-@task("gan_losses")
+@CHAPTER.function("gan_losses", references=("dgm.gan:discriminator_loss", "dgm.gan:generator_loss_nonsaturating"))
 def _gan_losses(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.gan import (
         discriminator_loss,
         generator_loss_minimax,
@@ -102,9 +107,8 @@ def _gan_losses(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("optimal_discriminator")
+@CHAPTER.function("optimal_discriminator", references=("dgm.gan:optimal_discriminator",))
 def _optimal_discriminator(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.gan import optimal_discriminator as ref
 
     def compare(lpd, lpg, where, rtol=1e-6, atol=1e-10):
@@ -133,9 +137,8 @@ def _optimal_discriminator(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("jsd_from_discriminator")
+@CHAPTER.function("jsd_from_discriminator", references=("dgm.gan:jsd_from_discriminator",))
 def _jsd(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.gan import jsd_from_discriminator as ref
 
     def compare(real, fake, where, rtol=1e-6, atol=1e-8):
@@ -174,9 +177,8 @@ def _jsd(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("log_density_from_discriminator")
+@CHAPTER.function("log_density_from_discriminator", references=("dgm.gan:density_from_discriminator",))
 def _density(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.gan import density_from_discriminator as ref
 
     def compare(lp0, logits, where, rtol=1e-6, atol=1e-8):
@@ -194,7 +196,7 @@ def _density(ctx: Ctx, fn: Callable, expected: Any) -> None:
         return
     for dtype, tol in ((torch.float64, (1e-6, 1e-8)), (torch.float32, (1e-5, 1e-5))):
         compare(ctx.uniform(-5, 0, 4, 3, dtype=dtype), _logits(ctx, 4, 3, dtype=dtype), f"batch (4, 3) ({dtype})", *tol)
-    confident = torch.sign(ctx.randn(5)) * ctx.uniform(60, 120, 5)
+    confident = _extreme(ctx, 5, low=60.0, high=120.0)  # both signs, always: D rounds to 1 for the positive ones
     compare(ctx.uniform(-5, 0, 5), confident, "very confident discriminator (|logit| >= 60)")
     expect_same_gradients(ctx, fn, ref, [ctx.uniform(-5, 0, 5), _logits(ctx, 5)], wrt=(0, 1), where="gradients")
 
@@ -211,14 +213,14 @@ def _critic(ctx: Ctx, in_shape: tuple[int, ...], dtype) -> nn.Module:
 
 def critic_from_seed(seed: int, in_shape: tuple[int, ...], dtype) -> nn.Module:
     """The checks' critic: a tanh MLP on flattened inputs of shape ``in_shape``, weights drawn from
-    ``seed``. A factory (see :mod:`dgm.checks.wire`): a grading sandbox rebuilds the same network."""
-    from dgm.checks.wire import factory_object
+    ``seed``. A factory (see :mod:`coursework.wire`): a grading sandbox rebuilds the same network."""
+    from coursework.wire import factory_object
     from dgm.nets import mlp
 
     net = mlp(math.prod(in_shape), 16, 1, depth=2, activation="tanh", generator=torch.Generator().manual_seed(seed),
               dtype=dtype)
     net = nn.Sequential(nn.Flatten(), net) if len(in_shape) > 1 else net
-    return factory_object(net, "dgm.checks.ch05:critic_from_seed", seed, tuple(in_shape), dtype)
+    return factory_object(net, "coursework.ch05:critic_from_seed", seed, tuple(in_shape), dtype)
 
 
 def _gp_variant(critic, real, fake, eps, kind):
@@ -238,9 +240,8 @@ def _gp_variant(critic, real, fake, eps, kind):
     return (sq.sqrt() - 1).pow(2).mean()
 
 
-@task("gradient_penalty")
+@CHAPTER.function("gradient_penalty", references=("dgm.gan:gradient_penalty",))
 def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.gan import gradient_penalty as ref
 
     def compare(shape, dtype, where, rtol=1e-6, atol=1e-8):
@@ -282,9 +283,9 @@ def _gradient_penalty(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # Concept checks (the answers live in the hidden test cells, not here)
 # --------------------------------------------------------------------------------------------
 
-concept("concept_gan_saturation", ("a", "b", "c", "d"))
-concept("concept_disjoint_jsd", ("a", "b", "c", "d"))
-concept("concept_generator_invertible", (True, False))
+CHAPTER.concept("concept_gan_saturation", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_disjoint_jsd", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_generator_invertible", (True, False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ def _cg_target(point) -> float:
     return -math.log(4) + 2 * jsd
 
 
-@task("cg_derivation_steps")
+@CHAPTER.derivation("cg_derivation_steps", start=cg_derivation_start, point=CG_REPORT_POINT)
 def _cg_steps(ctx: Ctx, steps: Any, expected: Any) -> None:
     x, s = cg_symbols()
     points = [{"s": 2.0}, {"s": 3.5}] if not ctx.hidden else random_points(ctx, {"s": (1.2, 6.0)})

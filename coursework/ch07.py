@@ -15,25 +15,31 @@ from typing import Any
 
 import torch
 
-from dgm.checks._core import (
+from coursework.registry import Chapter, check  # noqa: F401 - check: the notebook's import
+from coursework._core import (
     Ctx,
     call,
-    concept,
     describe,
     expect_derivation,
     expect_pair,
     expect_same_gradients,
     expect_tensor,
-    forbid_calls,
     numeric,
     random_points,
-    task,
 )
 
-__all__ = ["posterior_symbols", "posterior_derivation_start", "POSTERIOR_REPORT_POINT"]
+#: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch07 import ...``)
+__all__ = ["check", "derivation_report", "posterior_symbols", "posterior_derivation_start", "POSTERIOR_REPORT_POINT"]
 
-#: what Exercise 7's answers may not call: the reference implementation they re-build
-FORBIDDEN = ("dgm.diffusion",)
+CHAPTER = Chapter(
+    number=7,
+    assignment="07-diffusion",
+    title="Diffusion models",
+    forbidden=("dgm.diffusion",),  # the reference implementations Exercise 7's answers re-build
+)
+
+#: prints each derivation step's value at a point (default: this chapter's report point)
+derivation_report = CHAPTER.derivation_report
 
 _TOL = {torch.float64: (1e-6, 1e-8), torch.float32: (1e-4, 1e-5)}
 
@@ -73,9 +79,9 @@ def _sched(betas, t, dtype, like):
 # --------------------------------------------------------------------------------------------
 
 
-@task("q_sample_closed_form")
+@CHAPTER.function("q_sample_closed_form",
+                  references=("dgm.diffusion:GaussianDiffusion.q_sample", "dgm.diffusion:GaussianDiffusion._q_sample"))
 def _q_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
 
     def ref(x0, t, noise, betas):
         return _diffusion(betas).q_sample(x0, t, noise=noise)
@@ -117,9 +123,9 @@ def _q_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("posterior_mean_variance")
+@CHAPTER.function("posterior_mean_variance",
+                  references=("dgm.diffusion:GaussianDiffusion.q_posterior_mean_variance", "dgm.diffusion:GaussianDiffusion._q_posterior_mean"))
 def _posterior(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
 
     def ref(x0, xt, t, betas):
         mean, var, _ = _diffusion(betas).q_posterior_mean_variance(x0, xt, t)
@@ -179,16 +185,16 @@ class _ToyEps:
 
 
 def toy_eps() -> _ToyEps:
-    """The checks' noise predictor, as a factory (see :mod:`dgm.checks.wire`) so that a grading
+    """The checks' noise predictor, as a factory (see :mod:`coursework.wire`) so that a grading
     sandbox builds the same model."""
-    from dgm.checks.wire import factory_object
+    from coursework.wire import factory_object
 
-    return factory_object(_ToyEps(), "dgm.checks.ch07:toy_eps")
+    return factory_object(_ToyEps(), "coursework.ch07:toy_eps")
 
 
-@task("p_sample_step")
+@CHAPTER.function("p_sample_step",
+                  references=("dgm.diffusion:GaussianDiffusion.p_sample", "dgm.diffusion:GaussianDiffusion._p_mean_variance"))
 def _p_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     model = toy_eps()
 
     def compare(xt, t, betas, noise, variance, where):
@@ -234,9 +240,8 @@ def _p_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("vlb_weights")
+@CHAPTER.function("vlb_weights", references=("dgm.diffusion:GaussianDiffusion.vlb_weights",))
 def _vlb_weights(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
 
     def compare(betas, variance, where):
         got = call(ctx, fn, betas, variance, where=where)
@@ -269,9 +274,9 @@ def _vlb_weights(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@task("optimal_eps")
+@CHAPTER.function("optimal_eps",
+                  references=("dgm.diffusion:GaussianDiffusion.optimal_eps", "dgm.diffusion:GaussianDiffusion._log_data_posterior"))
 def _optimal_eps(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
 
     def compare(xt, t, data, betas, where):
         got = call(ctx, fn, xt, t, data, betas, where=where)
@@ -309,9 +314,9 @@ def _optimal_eps(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # Concept checks (the answers live in the hidden test cells, not here)
 # --------------------------------------------------------------------------------------------
 
-concept("concept_prior_term", ("a", "b", "c", "d"))
-concept("concept_reverse_learned", ("a", "b", "c", "d"))
-concept("concept_large_t", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_prior_term", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_reverse_learned", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_large_t", ("a", "b", "c", "d"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +359,7 @@ def _reference_posterior(p) -> tuple[float, float]:
     return float(mean), float(var)
 
 
-@task("posterior_derivation_steps")
+@CHAPTER.derivation("posterior_derivation_steps", start=posterior_derivation_start, point=POSTERIOR_REPORT_POINT)
 def _posterior_derivation(ctx: Ctx, steps: Any, expected: Any) -> None:
     import sympy as sp
 

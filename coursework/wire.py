@@ -7,7 +7,7 @@ this module defines:
 * :func:`encode` turns a value into JSON-able data: tensors (dtype, shape, base64 of the raw
   little-endian bytes), ``int``/``float``/``bool``/``str``/``None``, tuples and lists, ``torch.dtype``,
   fresh ``torch.Generator`` objects (by seed), SymPy expressions (as a tree of class names), and
-  objects built by a whitelisted *factory* of :mod:`dgm.checks` (a critic network, a toy noise
+  objects built by a whitelisted *factory* of :mod:`coursework` (a critic network, a toy noise
   model: sent as "call this factory with these arguments"). Anything else — a function, an object
   of a student's own class, a subclass of ``torch.Tensor`` — becomes ``{"$": "other", "type": ...}``.
 * :func:`decode` rebuilds values. With ``strict=True`` (the grader reading what the sandbox sent)
@@ -26,7 +26,6 @@ import math
 import re
 import sys
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -47,13 +46,12 @@ MAX_SYMPY_NODES = 20_000  # nodes of one SymPy tree
 MAX_INT_DIGITS = 40       # digits of an integer (Python int or SymPy Integer/Rational part)
 
 #: where factories may live: objects built by these modules' functions can be sent to a sandbox
-FACTORY_PREFIX = "dgm.checks."
+FACTORY_PREFIX = "coursework."
 
 #: SymPy classes a derivation may use, by class name (the decoder builds nothing else)
 SYMPY_CLASSES = ("Add", "Mul", "Pow", "exp", "log", "Integral", "Tuple", "Abs", "sin", "cos", "tan",
                  "erf", "erfc", "gamma", "loggamma", "sinh", "cosh", "tanh", "atan", "Max", "Min",
                  "sign", "Heaviside")
-_SYMPY_ATOMS = ("pi", "E", "oo", "-oo", "zoo", "nan", "I", "EulerGamma")
 _SYMBOL_ASSUMPTIONS = ("positive", "negative", "nonnegative", "nonpositive", "real", "nonzero",
                        "integer", "finite", "zero")
 
@@ -63,35 +61,22 @@ class WireError(ValueError):
 
 
 class Opaque:
-    """Stands in for a value that could not cross the boundary; ``type(x).__name__`` is the
-    type the sandbox reported (a function, an object of the student's class, a Tensor subclass)."""
+    """Stands in for a value that could not cross the boundary; ``reported_type`` is the type the
+    sandbox reported (a function, an object of the student's class, a Tensor subclass), sanitised
+    and cut to 80 characters. Messages name it through :func:`type_name`."""
 
-    reported_type = "object"
+    __slots__ = ("reported_type",)
+
+    def __init__(self, type_name: str = "object") -> None:
+        self.reported_type = re.sub(r"[^A-Za-z0-9_.()<> -]", "_", str(type_name)[:200])[:80] or "object"
 
     def __repr__(self) -> str:
         return f"<{self.reported_type} (not sent to the grader)>"
 
 
-_OPAQUE_TYPES: OrderedDict[str, type] = OrderedDict()
-_OPAQUE_LOCK = threading.Lock()
-#: placeholder classes kept for reuse (least recently used beyond this are dropped, so a reply with
-#: a million distinct type names cannot grow the grader's memory, nor rename anyone else's)
-MAX_OPAQUE_TYPES = 512
-
-
-def opaque(type_name: str) -> Opaque:
-    """An :class:`Opaque` instance whose class is named after ``type_name`` (sanitised)."""
-    name = re.sub(r"[^A-Za-z0-9_.()<> -]", "_", str(type_name)[:200])[:80] or "object"
-    with _OPAQUE_LOCK:
-        cls = _OPAQUE_TYPES.get(name)
-        if cls is None:
-            cls = type(name, (Opaque,), {"reported_type": name})
-            _OPAQUE_TYPES[name] = cls
-            while len(_OPAQUE_TYPES) > MAX_OPAQUE_TYPES:
-                _OPAQUE_TYPES.popitem(last=False)
-        else:
-            _OPAQUE_TYPES.move_to_end(name)
-    return cls()
+def type_name(value: Any) -> str:
+    """The type a message should name: the sandbox's report for an :class:`Opaque`, else ``type(value).__name__``."""
+    return value.reported_type if isinstance(value, Opaque) else type(value).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +85,7 @@ def opaque(type_name: str) -> Opaque:
 
 
 def factory_object(obj: Any, path: str, *args: Any) -> Any:
-    """Tag ``obj`` as built by ``path`` (``"dgm.checks.chNN:function"``) from ``args``, so that
+    """Tag ``obj`` as built by ``path`` (``"coursework.chNN:function"``) from ``args``, so that
     :func:`encode` sends the recipe instead of the object; returns ``obj``."""
     if not path.startswith(FACTORY_PREFIX) or ":" not in path:
         raise ValueError(f"factories must live in {FACTORY_PREFIX}*; got {path!r}")
@@ -305,12 +290,12 @@ def _decode(data: Any, strict: bool, depth: int) -> Any:
         return _decode_tensor(data)
     if tag == "sympy":
         if not _STATE.sympy:
-            return opaque("sympy expression")
+            return Opaque("sympy expression")
         import sympy
 
         return _sympy_build(data.get("tree"), sympy, _STATE.counter, 0)
     if tag == "other":
-        return opaque(str(data.get("type", "object")))
+        return Opaque(str(data.get("type", "object")))
     if strict:
         raise WireError(f"{tag!r} values are not accepted from a sandbox")
     if tag == "generator":

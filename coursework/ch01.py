@@ -8,30 +8,37 @@ from typing import Any
 
 import torch
 
-from dgm.checks._core import (
+from coursework.registry import Chapter, check  # noqa: F401 - check: the notebook's import
+from coursework._core import (
     Ctx,
     call,
-    concept,
     describe,
     expect_derivation,
     expect_pair,
     expect_same_gradients,
     expect_tensor,
-    forbid_calls,
     random_points,
     short,
-    task,
+    type_name,
 )
 
-__all__ = ["kl_symbols", "kl_derivation_start"]
+#: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch01 import ...``)
+__all__ = ["check", "derivation_report", "kl_symbols", "kl_derivation_start", "KL_REPORT_POINT"]
 
-#: what Exercise 1's answers may not call: the reference implementations they re-build
-FORBIDDEN = ("dgm.divergences", "dgm.linear_gaussian", "dgm.mixtures", "torch.distributions")
+CHAPTER = Chapter(
+    number=1,
+    assignment="01-elbo",
+    title="Divergences, likelihood and the ELBO",
+    # the reference implementations Exercise 1's answers re-build
+    forbidden=("dgm.divergences", "dgm.linear_gaussian", "dgm.mixtures", "torch.distributions"),
+)
+
+#: prints each derivation step's value at a point (default: this chapter's report point)
+derivation_report = CHAPTER.derivation_report
 
 
-@task("gaussian_kl_diag")
+@CHAPTER.function("gaussian_kl_diag", references=("dgm.divergences:gaussian_kl",))
 def _kl_diag(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.divergences import gaussian_kl as ref
 
     def compare(args, where, rtol=1e-6, atol=1e-8):
@@ -71,9 +78,9 @@ def _kl_var_slip(mq, lq, mp, lp):
     return 0.5 * (torch.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1).sum(-1)
 
 
-@task("kl_monte_carlo")
+@CHAPTER.function("kl_monte_carlo",
+                  references=("dgm.distributions:gaussian_log_prob", "dgm.divergences:kl_monte_carlo", "dgm.divergences:monte_carlo_mean"))
 def _kl_mc(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.distributions import gaussian_log_prob
     from dgm.divergences import gaussian_kl
 
@@ -85,7 +92,7 @@ def _kl_mc(ctx: Ctx, fn: Callable, expected: Any) -> None:
         batch = torch.broadcast_shapes(mq.shape, lq.shape, mp.shape, lp.shape)[:-1]
         for name, t in (("estimate", est), ("standard_error", se)):
             if type(t) is not torch.Tensor:  # noqa: E721
-                ctx.fail(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
+                ctx.fail(f"{where}: {name} must be a torch.Tensor, got {type_name(t)}")
             if t.shape != batch:
                 ctx.fail(f"{where}: {name} has shape {tuple(t.shape)}, expected the batch shape {tuple(batch)}")
             if t.dtype != mq.dtype:
@@ -160,9 +167,8 @@ def _lg_params(ctx: Ctx, D: int, K: int, dtype=torch.float64):
     return W, b, sigma2
 
 
-@task("lg_posterior")
+@CHAPTER.function("lg_posterior", references=("dgm.linear_gaussian:posterior",))
 def _lg_posterior(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.linear_gaussian import posterior as ref
 
     def compare(x, W, b, s2, where, rtol=1e-6, atol=1e-8):
@@ -195,9 +201,8 @@ def _lg_posterior(ctx: Ctx, fn: Callable, expected: Any) -> None:
     compare(ctx.randn(5, 2), W, b, s2, "a scalar latent (K = 1)")
 
 
-@task("lg_elbo")
+@CHAPTER.function("lg_elbo", references=("dgm.linear_gaussian:elbo",))
 def _lg_elbo(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.linear_gaussian import elbo as ref, log_marginal, posterior
 
     def spd(K, *batch, dtype=torch.float64):
@@ -234,9 +239,8 @@ def _lg_elbo(ctx: Ctx, fn: Callable, expected: Any) -> None:
     expect_same_gradients(ctx, fn, ref, args, wrt=(1, 2), where="gradients with respect to q_mean and q_cov")
 
 
-@task("mixture_responsibilities")
+@CHAPTER.function("mixture_responsibilities", references=("dgm.mixtures:posterior", "dgm.mixtures:log_posterior"))
 def _mixture_resp(ctx: Ctx, fn: Callable, expected: Any) -> None:
-    forbid_calls(ctx, fn, FORBIDDEN)
     from dgm.mixtures import posterior as ref
 
     def compare(x, w, m, lv, where, rtol=1e-6, atol=1e-8):
@@ -271,9 +275,9 @@ def _mixture_resp(ctx: Ctx, fn: Callable, expected: Any) -> None:
 # Concept checks (the answers live in the hidden test cells, not here)
 # --------------------------------------------------------------------------------------------
 
-concept("concept_vae_sampling", (True, False))
-concept("concept_kl_asymmetry", ("a", "b", "c", "d"))
-concept("concept_two_image_elbo", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_vae_sampling", (True, False))
+CHAPTER.concept("concept_kl_asymmetry", ("a", "b", "c", "d"))
+CHAPTER.concept("concept_two_image_elbo", ("a", "b", "c", "d"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +315,7 @@ def _kl_target(p) -> float:
                              t(p["mu_p"]), t(2 * math.log(p["sigma_p"]))))
 
 
-@task("kl_derivation_steps")
+@CHAPTER.derivation("kl_derivation_steps", start=kl_derivation_start, point=KL_REPORT_POINT)
 def _kl_derivation(ctx: Ctx, steps: Any, expected: Any) -> None:
     z, *params = kl_symbols()
     if ctx.hidden:

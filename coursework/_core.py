@@ -1,7 +1,7 @@
 """The machinery shared by every chapter's checks: failures, contexts, comparisons, derivations.
 
-A chapter's module (``dgm/checks/ch01.py``, ...) defines its tasks with these helpers and
-registers each with :func:`task`; :func:`dgm.checks.check` looks them up by name.
+A chapter's module (``coursework/ch01.py``, ...) writes its tasks' checks with these helpers and
+registers each on its :class:`coursework.registry.Chapter`.
 """
 
 from __future__ import annotations
@@ -13,22 +13,10 @@ from typing import Any
 
 import torch
 
+from coursework.wire import type_name
+
 #: The seed of every visible suite: the same inputs each run, so messages can quote them.
 VISIBLE_SEED = 20261123
-
-#: task name -> function(ctx, answer, expected) that raises CheckFailed on the first failing property
-TASKS: dict[str, Callable[["Ctx", Any, Any], None]] = {}
-
-
-def task(name: str) -> Callable:
-    """Register the decorated function as the checks of task ``name`` (names are unique)."""
-    def register(fn: Callable) -> Callable:
-        if name in TASKS:
-            raise ValueError(f"task {name!r} is registered twice")
-        TASKS[name] = fn
-        return fn
-    return register
-
 
 class CheckFailed(AssertionError):
     """A property of the student's answer does not hold; the message says which."""
@@ -157,7 +145,7 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
     output does not depend differentiably on what ``grad`` names).
     """
     if getattr(type(fn), "invoke_remote", None) is None and not callable(fn):
-        ctx.fail(f"expected a function, got {type(fn).__name__}")
+        ctx.fail(f"expected a function, got {type_name(fn)}")
     outcome = invoke(fn, args, grad)
     if outcome.error_type == "NotImplementedError":
         ctx.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
@@ -181,7 +169,7 @@ def expect_tensor(ctx: Ctx, got: Any, expected: torch.Tensor, what: str, where: 
             rtol: float = 1e-6, atol: float = 1e-8, hints: Sequence[tuple[str, torch.Tensor]] = ()) -> None:
     """Exact type, shape, dtype, device, finiteness, then closeness to ``expected``."""
     if type(got) is not torch.Tensor:  # noqa: E721 - exact type: subclasses could fake comparisons
-        ctx.fail(f"{where}: {what} must be a torch.Tensor, got {type(got).__name__}")
+        ctx.fail(f"{where}: {what} must be a torch.Tensor, got {type_name(got)}")
     if got.shape != expected.shape:
         ctx.fail(f"{where}: {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
     if got.dtype != expected.dtype:
@@ -212,7 +200,7 @@ def short(t: torch.Tensor) -> str:
 
 def expect_pair(ctx: Ctx, out: Any, where: str) -> tuple[Any, Any]:
     if not isinstance(out, tuple) or len(out) != 2:
-        ctx.fail(f"{where}: return a tuple of two tensors, got {type(out).__name__}"
+        ctx.fail(f"{where}: return a tuple of two tensors, got {type_name(out)}"
                  + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
     return out
 
@@ -297,29 +285,6 @@ def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], *, depth: int =
                 visit(obj, level + 1)
 
     visit(fn, 0)
-
-
-# --------------------------------------------------------------------------------------------
-# Concept checks
-# --------------------------------------------------------------------------------------------
-
-
-def concept(name: str, options: Sequence) -> None:
-    """Register a concept check: the answer must be one of ``options``; the hidden suite compares
-    it with ``expected`` (given by the hidden test cell, never stored here)."""
-    options = tuple(options)
-
-    @task(name)
-    def run(ctx: Ctx, answer: Any, expected: Any) -> None:
-        if answer is None or answer is ...:
-            ctx.fail("no answer yet: set the variable to one of " + ", ".join(map(repr, options)))
-        if type(answer) not in {type(o) for o in options} or answer not in options:
-            ctx.fail(f"the answer must be one of {', '.join(map(repr, options))}; got {answer!r}")
-        if ctx.hidden:
-            if expected is None:
-                raise ValueError(f"check({name!r}, ..., suite='hidden') needs expected=")
-            if answer != expected:
-                ctx.fail("the answer is not correct")
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +391,7 @@ def _evaluated(expr):
         return expr
 
 
-def derivation_report(steps: Sequence, point: Mapping[str, float]) -> None:
+def derivation_steps_report(steps: Sequence, point: Mapping[str, float]) -> None:
     """Print each step's value at ``point`` and whether it equals the previous step.
 
     The first step whose value changes is where the algebra went wrong.

@@ -1,0 +1,230 @@
+"""Feedback pages: one self-contained HTML page per student, for the student (and the instructor
+who hands it back), made from the results object alone (``results.json``).
+
+* :func:`feedback_html` — the page of one submission (inline CSS, no JavaScript, no external
+  asset): status, task table and the notebook as it ran, with the checks' messages;
+* :func:`feedback_path` — where a student's page goes, refusing an id that would leave the folder.
+
+Every string of a results object (student ids, sources, outputs, messages, reasons) may come from
+a student: the page escapes all of it (:func:`esc`), cuts long texts (:func:`pre_block`) and
+evaluates nothing. :func:`esc`, :func:`pre_block` and :data:`CSS` serve the similarity page too
+(:mod:`autograder.similarity`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autograder.results import fmt, max_total
+from autograder.runner import CRASHED, GRADED, OUT_OF_MEMORY, TIMEOUT
+from autograder.submissions import INVALID
+
+#: Longest text shown in a feedback page before it is cut with a note.
+MAX_SHOWN_CHARS = 20_000
+
+#: What each status means, in words for the student.
+STATUS_TEXT = {
+    GRADED: "graded automatically",
+    TIMEOUT: "stopped: the notebook ran past its time limit; the tasks that ran before are graded",
+    OUT_OF_MEMORY: "stopped: the notebook used more memory than allowed",
+    CRASHED: "the notebook's kernel crashed",
+    INVALID: "the submission could not be read as this assignment's notebook, so nothing ran",
+}
+
+#: The style sheet of every page (feedback and similarity), inlined in a ``<style>``.
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem;
+       color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; } h3 { font-size: 1rem; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: .5rem;
+      border-radius: 4px; margin: .3rem 0; font-size: .85rem; }
+pre.stderr { background: #fff4e5; } pre.error { background: #fdecea; }
+.cell { border-left: 4px solid #ddd; padding: .2rem 0 .2rem .8rem; margin: 1rem 0; }
+.cell.answer { border-color: #3b7dd8; } .cell.test { border-color: #999; }
+.cell.manual { border-color: #8e44ad; }
+.label { font-size: .8rem; color: #555; font-weight: 600; }
+.md { white-space: pre-wrap; overflow-wrap: anywhere; margin: .3rem 0; }
+.pass { color: #1e7b34; } .fail { color: #b3261e; }
+.status { padding: .4rem .6rem; border-radius: 4px; background: #eef5ee; }
+.status.bad { background: #fdecea; }
+.note { color: #555; font-style: italic; }
+ul.checks { list-style: none; padding-left: 0; }
+""".strip()
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+def esc(value: Any) -> str:
+    """``value`` as text, HTML-escaped (quotes too), so that no string of a record becomes markup."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def truncate(text: str, limit: int = MAX_SHOWN_CHARS) -> tuple[str, int]:
+    """``(kept, cut)``: the first ``limit`` characters of ``text`` and how many were left off."""
+    if len(text) <= limit:
+        return text, 0
+    return text[:limit], len(text) - limit
+
+
+def pre_block(text: Any, css_class: str = "") -> str:
+    """An escaped ``<pre>`` of ``text``, cut at :data:`MAX_SHOWN_CHARS` with a note saying so."""
+    kept, cut = truncate("" if text is None else str(text))
+    attr = f' class="{css_class}"' if css_class else ""
+    block = f"<pre{attr}>{esc(kept)}</pre>"
+    if cut:
+        block += f'<p class="note">… {cut:,} more characters not shown.</p>'
+    return block
+
+
+def markdown_html(source: str) -> str:
+    """A markdown cell, lightly formatted: ``#`` headings become headings, every other block a
+    paragraph that keeps its line breaks; all text is escaped, nothing else is interpreted."""
+    kept, cut = truncate(source)
+    parts = []
+    for block in re.split(r"\n\s*\n", kept):
+        if not block.strip():
+            continue
+        lines = block.split("\n")
+        heading = _HEADING.match(lines[0])
+        if heading:
+            level = min(6, len(heading.group(1)) + 2)
+            parts.append(f"<h{level}>{esc(heading.group(2))}</h{level}>")
+            lines = lines[1:]
+        if any(line.strip() for line in lines):
+            parts.append(f'<p class="md">{esc(chr(10).join(lines))}</p>')
+    if cut:
+        parts.append(f'<p class="note">… {cut:,} more characters not shown.</p>')
+    return "\n".join(parts)
+
+
+def outputs_html(cell: Mapping[str, Any]) -> str:
+    """The stdout, stderr and error (name: value) a code or answer cell produced, as escaped blocks."""
+    parts = []
+    if cell.get("stdout"):
+        parts.append('<div class="label">output</div>' + pre_block(cell["stdout"]))
+    if cell.get("stderr"):
+        parts.append('<div class="label">standard error</div>' + pre_block(cell["stderr"], "stderr"))
+    error = cell.get("error")
+    if error:
+        text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+        parts.append('<div class="label">error</div>' + pre_block(text, "error"))
+    return "\n".join(parts)
+
+
+def code_cell_html(cell: Mapping[str, Any]) -> str:
+    """A code cell or an answer cell: its source, then what it printed and the error it raised."""
+    if cell.get("kind") == "answer":
+        label = f"your answer — {esc(cell.get('grade_id'))}"
+    else:
+        label = "code"
+    return (f'<div class="cell {esc(cell.get("kind"))}"><div class="label">{label}</div>\n'
+            f'{pre_block(cell.get("source", ""))}\n{outputs_html(cell)}</div>')
+
+
+def check_html(check: Mapping[str, Any]) -> str:
+    """One check of a test cell: passed/failed, its suite and its message."""
+    ok = bool(check.get("passed"))
+    mark = '<span class="pass">✔ passed</span>' if ok else '<span class="fail">✘ failed</span>'
+    return (f'<li>{mark} <span class="label">({esc(check.get("suite", ""))} checks)</span>'
+            f'{pre_block(check.get("message", ""))}</li>')
+
+
+def test_cell_html(cell: Mapping[str, Any]) -> str:
+    """A test cell: the points it gave, then a pass/fail line per check with its message."""
+    points = cell.get("points")
+    got = "?" if points is None else fmt(points)
+    head = (f'<div class="label">test {esc(cell.get("grade_id"))} of {esc(cell.get("task"))}: '
+            f'{esc(got)} / {esc(fmt(cell.get("max_points")))} points</div>')
+    checks = cell.get("checks") or []
+    if not checks:
+        body = '<p class="note">No check ran (the answer was not reached or did not define what the test needs).</p>'
+    else:
+        body = '<ul class="checks">' + "\n".join(check_html(c) for c in checks) + "</ul>"
+    return f'<div class="cell test">{head}\n{body}</div>'
+
+
+def manual_cell_html(cell: Mapping[str, Any]) -> str:
+    """A written answer: the student's text and a note that it is graded by hand."""
+    return (f'<div class="cell manual"><div class="label">your written answer — {esc(cell.get("grade_id"))} '
+            f'(graded by hand, {esc(fmt(cell.get("max_points")))} points)</div>\n'
+            f'{pre_block(cell.get("source", ""))}</div>')
+
+
+def cell_html(cell: Mapping[str, Any]) -> str:
+    """One cell of the graded notebook as HTML, by its kind."""
+    kind = cell.get("kind")
+    if kind == "markdown":
+        return f'<div class="cell markdown">{markdown_html(str(cell.get("source", "")))}</div>'
+    if kind in ("code", "answer"):
+        return code_cell_html(cell)
+    if kind == "test":
+        return test_cell_html(cell)
+    if kind == "manual":
+        return manual_cell_html(cell)
+    return f'<div class="cell"><p class="note">A cell of an unknown kind ({esc(kind)}).</p></div>'
+
+
+def task_table_html(results: Mapping[str, Any], submission: Mapping[str, Any]) -> str:
+    """The table of tasks with the submission's points out of the maximum, and its total."""
+    scores = submission.get("scores") or {}
+    rows = []
+    for t in results["tasks"]:
+        score = scores.get(t["name"])
+        if t.get("manual"):
+            got = "graded by hand (waiting)" if score is None else f"{fmt(score)} (graded by hand)"
+        else:
+            got = "—" if score is None else fmt(score)
+        rows.append(f'<tr><td>{esc(t["name"])}</td><td>{esc(t.get("kind", ""))}</td>'
+                    f'<td class="num">{esc(got)}</td><td class="num">{esc(fmt(t["max_points"]))}</td></tr>')
+    rows.append(f'<tr><th colspan="2">total (automatically graded tasks)</th>'
+                f'<th class="num">{esc(fmt(submission.get("total")))}</th>'
+                f'<th class="num">{esc(fmt(submission.get("max_total", max_total(results))))}</th></tr>')
+    return ("<table><tr><th>task</th><th>kind</th><th>points</th><th>max</th></tr>\n"
+            + "\n".join(rows) + "</table>")
+
+
+def feedback_html(results: Mapping[str, Any], submission: Mapping[str, Any]) -> str:
+    """The feedback page of one submission: a self-contained HTML document (inline CSS, no
+    script, no external asset) holding only what the submission's record holds."""
+    assignment, student = results.get("assignment", ""), submission.get("student_id", "")
+    status = submission.get("status", "")
+    reasons = [str(r) for r in submission.get("reasons") or []]
+    reason_items = "".join(f"<li>{pre_block(r)}</li>" for r in reasons)
+    seconds = submission.get("seconds")
+    ran = "" if seconds is None else f" (ran for {fmt(round(float(seconds), 1))} s)"
+    cells = submission.get("cells") or []
+    walk = "\n".join(cell_html(c) for c in cells) if cells else \
+        '<p class="note">No notebook could be read from this submission, so no cell ran.</p>'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(assignment)} — feedback for {esc(student)}</title>
+<style>
+{CSS}
+</style></head><body>
+<h1>{esc(assignment)}: feedback for {esc(student)}</h1>
+<p class="status{'' if status == 'graded' else ' bad'}">Status: <strong>{esc(status)}</strong> —
+{esc(STATUS_TEXT.get(status, 'unknown status'))}{esc(ran)}</p>
+{f'<ul>{reason_items}</ul>' if reasons else ''}
+<h2>Points</h2>
+{task_table_html(results, submission)}
+<h2>Your notebook as it was graded</h2>
+{walk}
+</body></html>
+"""
+
+
+def feedback_path(folder: Path, student_id: str) -> Path:
+    """``folder/<student_id>.html``; ValueError when that path would leave ``folder``."""
+    target = folder / f"{student_id}.html"
+    if "/" in student_id or "\\" in student_id or target.resolve().parent != folder.resolve():
+        raise ValueError(f"the student id {student_id!r} would write feedback outside {folder}")
+    return target
