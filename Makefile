@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Tools the course shells out to (jupyter-book, nbgrader's alembic) come from the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: env book test test-fast bench release grade clean
+.PHONY: env system-deps book test test-fast bench release grade clean
 
 env: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): requirements.txt pyproject.toml
 book: env
 	$(PY) book/build.py
 
+# System tools the tests need (bubblewrap for the grading sandbox, chromium for the site's
+# browser checks): installed with apt-get when missing; the tests fail, naming the command, without them.
+system-deps:
+	bash scripts/system-deps.sh
+
 # Every test: library, chapters, exercises, grading, the built site.
-test: env
+test: env system-deps
 	$(PY) -m pytest
 
 # The library tests only (seconds).

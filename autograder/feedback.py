@@ -3,7 +3,8 @@ who hands it back), made from the results object alone (``results.json``).
 
 * :func:`feedback_html` — the page of one submission (inline CSS, no JavaScript, no external
   asset): status, task table and the notebook as it ran, with the checks' messages;
-* :func:`feedback_path` — where a student's page goes, refusing an id that would leave the folder.
+* :func:`feedback_path` — where a student's page goes (named by
+  :func:`autograder.results.report_names`), refusing an id that would leave the folder.
 
 Every string of a results object (student ids, sources, outputs, messages, reasons) may come from
 a student: the page escapes all of it (:func:`esc`), cuts long texts (:func:`pre_block`) and
@@ -222,9 +223,13 @@ def feedback_html(results: Mapping[str, Any], submission: Mapping[str, Any]) -> 
 """
 
 
-def feedback_path(folder: Path, student_id: str) -> Path:
-    """``folder/<student_id>.html``; ValueError when that path would leave ``folder``."""
-    target = folder / f"{student_id}.html"
-    if "/" in student_id or "\\" in student_id or target.resolve().parent != folder.resolve():
-        raise ValueError(f"the student id {student_id!r} would write feedback outside {folder}")
+def feedback_path(folder: Path, name: str) -> Path:
+    """``folder/<name>.html``, ``name`` being a student's report name (its id, or the id with a
+    suffix when another id of the class differs from it only in letter case:
+    :func:`autograder.results.report_names`); ValueError when that path would leave ``folder``."""
+    if "/" in name or "\\" in name or "\0" in name or name in ("", ".", ".."):
+        raise ValueError(f"the student id {name!r} would write feedback outside {folder}")
+    target = folder / f"{name}.html"
+    if target.resolve().parent != folder.resolve():
+        raise ValueError(f"the student id {name!r} would write feedback outside {folder}")
     return target

@@ -6,8 +6,8 @@ The pipeline, one module per step:
 1. :mod:`autograder.submissions` — :func:`~autograder.submissions.discover` finds ``DIR/<student>.ipynb``
    or nbgrader's ``DIR/<student>/<a>/<a>.ipynb`` (student ids sanitised so that no id can leave its
    folder); :func:`~autograder.submissions.check_submission` reads each: readable JSON with a list
-   of cells, of this assignment; otherwise its status is ``invalid`` with a reason, and the others
-   go on.
+   of cells, of this assignment, bounded in size, depth and cells; otherwise — whatever went wrong
+   with that one file — its status is ``invalid`` with a reason, and the others go on.
 2. :mod:`autograder.program` — only the text of the answer cells is taken from the submission (last
    copy of a duplicated cell; matched by grade id and cell type); everything else comes from the
    instructors' source notebook.
@@ -49,6 +49,7 @@ from autograder.course import REPO_ROOT, GradingError, assignments, source_noteb
 from autograder.judge import JudgeUnavailable
 from autograder.program import Program, ProgramError, build_program
 from autograder.runner import CRASHED, grade_submission, hidden_modules_for, invalid_record
+from autograder.runner import self_test as run_self_test
 from autograder.sandbox import Limits, SandboxUnavailable, check_available
 from autograder.shards import merge, parse_shard, results_object, select_shard
 from autograder.submissions import (
@@ -58,10 +59,11 @@ from autograder.submissions import (
     answer_ids,
     check_submission,
     discover,
+    read_notebook_json,
 )
 
 __all__ = ["grade_folder", "merge_folders", "grade_all", "GradingRun", "GradingError", "default_workers",
-           "write_autograded", "write_all", "resolve_assignment"]
+           "write_autograded", "write_all", "resolve_assignment", "autograded_notebook", "fenced"]
 
 log = logging.getLogger("autograder.grade")
 
@@ -129,68 +131,123 @@ def grade_all(subs: list[Submission], program: Program, limits: Limits, *, worke
 # --------------------------------------------------------------------------------------------
 
 
-def write_autograded(results: dict, out: Path) -> Path:
-    """``out/autograded/<student>.ipynb``: each graded notebook as it ran — sources, outputs, and each
-    test cell's outcome as a markdown cell (the checks' code is never in it)."""
+def fenced(text: object, info: str = "text") -> str:
+    """``text`` as a fenced code block of Markdown, shown verbatim: the fence is longer than any run
+    of backticks in it, so nothing inside can close the block and pose as the report's own
+    Markdown (a heading, a forged "passed", an image or a link)."""
+    text = "" if text is None else str(text)
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def autograded_notebook(rec: dict) -> nbformat.NotebookNode:
+    """The graded notebook of one record, for hand grading: a first cell with the status, points and
+    reasons, then every cell as it ran — the program's markdown as it is, code and answers as code
+    cells with their outputs (shown as text), each test cell as a markdown cell with its points and
+    each check's outcome. Every string that may come from the student (reasons, check messages,
+    written answers) is in a fenced code block (:func:`fenced`); only the instructors' markdown,
+    grade ids, suites and numbers are Markdown."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["dgm_grading"] = {"student_id": rec["student_id"], "status": rec["status"],
+                                  "reasons": rec["reasons"], "total": rec["total"], "max_total": rec["max_total"]}
+    head = (f"**Graded notebook of `{rec['student_id']}`**: status `{rec['status']}`, "
+            f"{float(rec['total'] or 0):g} / {float(rec['max_total'] or 0):g} automatically graded points")
+    if rec.get("reasons"):
+        head += "; reasons:\n\n" + fenced("\n".join(str(r) for r in rec["reasons"]))
+    nb.cells.append(nbformat.v4.new_markdown_cell(head))
+    for cell in rec["cells"]:
+        kind = cell["kind"]
+        if kind == "markdown":  # the instructors' text, from the source notebook
+            nb.cells.append(nbformat.v4.new_markdown_cell(cell["source"]))
+        elif kind == "manual":  # the student's text, shown as text: no HTML, images or fake results
+            md = nbformat.v4.new_markdown_cell(
+                f"**Written answer `{cell['grade_id']}`** (graded by hand, {cell.get('max_points') or 0:g} points), "
+                f"as the student wrote it:\n\n{fenced(cell['source'])}")
+            md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "graded_by_hand": True,
+                                          "max_points": cell.get("max_points")}
+            nb.cells.append(md)
+        elif kind in ("code", "answer"):
+            code = nbformat.v4.new_code_cell(str(cell["source"]))
+            for name in ("stdout", "stderr"):
+                if cell.get(name):
+                    code.outputs.append(nbformat.v4.new_output("stream", name=name, text=str(cell[name])))
+            if cell.get("error"):
+                ename, evalue = str(cell["error"].get("ename", "")), str(cell["error"].get("evalue", ""))
+                code.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue,
+                                                           traceback=[f"{ename}: {evalue}"]))
+            if cell["grade_id"]:
+                code.metadata["dgm_grading"] = {"grade_id": cell["grade_id"]}
+            nb.cells.append(code)
+        elif kind == "test":
+            parts = [f"**{cell['grade_id']}**: {cell['points']:g} / {cell['max_points']:g} points"]
+            if not cell["checks"]:
+                parts.append("No check ran (the answer was not reached or did not define what the test needs).")
+            for c in cell["checks"]:
+                outcome = "✔ passed" if c["passed"] else "✘ FAILED"
+                parts.append(f"{outcome} ({c['suite']} checks), with the message:\n\n{fenced(c['message'])}")
+            md = nbformat.v4.new_markdown_cell("\n\n".join(parts))
+            md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "points": cell["points"],
+                                          "max_points": cell["max_points"]}
+            nb.cells.append(md)
+    return nb
+
+
+def write_autograded(results: dict, out: Path, problems: list[str] | None = None) -> Path:
+    """``out/autograded/<name>.ipynb`` (``name``: the student id, see
+    :func:`autograder.results.report_names`): each graded notebook as it ran
+    (:func:`autograded_notebook`; none for a submission without cells, an invalid one).
+
+    The strings of ``results`` are first made writable (:func:`autograder.results.clean_strings`);
+    a notebook that cannot be written is logged and described in ``problems`` (when given), and
+    the others are written all the same. GradingError (before any is written) when a student id
+    would put its notebook outside the folder."""
+    from autograder.reports import plain
+    from autograder.results import clean_strings, report_names
+
+    if problems is None:
+        problems = []
+    results, _ = clean_strings(results)
     folder = Path(out) / "autograded"
     if folder.exists():
         for old in folder.glob("*.ipynb"):
             old.unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    names = report_names(str(rec["student_id"]) for rec in results["submissions"])
+    targets = []
     for rec in results["submissions"]:
-        if not rec["cells"]:
-            continue
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["dgm_grading"] = {"student_id": rec["student_id"], "status": rec["status"],
-                                      "reasons": rec["reasons"], "total": rec["total"], "max_total": rec["max_total"]}
-        for cell in rec["cells"]:
-            kind = cell["kind"]
-            if kind == "markdown":
-                nb.cells.append(nbformat.v4.new_markdown_cell(cell["source"]))
-            elif kind == "manual":  # the student's text, shown as text: no HTML, images or fake results
-                text = str(cell["source"])
-                fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
-                md = nbformat.v4.new_markdown_cell(
-                    f"**Written answer `{cell['grade_id']}`** (graded by hand, {cell.get('max_points', 0):g} points), "
-                    f"as the student wrote it:\n\n{fence}text\n{text}\n{fence}")
-                md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "graded_by_hand": True,
-                                              "max_points": cell.get("max_points")}
-                nb.cells.append(md)
-            elif kind in ("code", "answer"):
-                code = nbformat.v4.new_code_cell(cell["source"])
-                for name in ("stdout", "stderr"):
-                    if cell.get(name):
-                        code.outputs.append(nbformat.v4.new_output("stream", name=name, text=cell[name]))
-                if cell.get("error"):
-                    code.outputs.append(nbformat.v4.new_output("error", ename=cell["error"]["ename"],
-                                                               evalue=cell["error"]["evalue"], traceback=[]))
-                if cell["grade_id"]:
-                    code.metadata["dgm_grading"] = {"grade_id": cell["grade_id"]}
-                nb.cells.append(code)
-            elif kind == "test":
-                lines = [f"**{cell['grade_id']}**: {cell['points']:g} / {cell['max_points']:g}"]
-                lines += [f"- {'passed' if c['passed'] else 'FAILED'} ({c['suite']}): {c['message']}"
-                          for c in cell["checks"]]
-                md = nbformat.v4.new_markdown_cell("\n".join(lines))
-                md.metadata["dgm_grading"] = {"grade_id": cell["grade_id"], "points": cell["points"],
-                                              "max_points": cell["max_points"]}
-                nb.cells.append(md)
-        target = (folder / f"{rec['student_id']}.ipynb").resolve()
-        if folder.resolve() not in target.parents:
+        name = names[str(rec["student_id"])]
+        if "/" in name or "\\" in name or "\0" in name or folder.resolve() != (folder / f"{name}.ipynb").resolve().parent:
             raise GradingError(f"student id {rec['student_id']!r} escapes the report folder")
-        nbformat.write(nb, target)
+        target = folder / f"{name}.ipynb"
+        targets.append((rec, target))
+    for rec, target in targets:
+        if not rec.get("cells"):
+            continue
+        try:
+            text = nbformat.writes(autograded_notebook(rec))
+            target.write_text(text + "\n", encoding="utf-8", errors="replace")
+        except Exception as err:  # noqa: BLE001 - one student's notebook never stops the others
+            log.error("could not write the graded notebook of %s", rec["student_id"], exc_info=err)
+            problems.append(f"graded notebook of {rec['student_id']!r} not written "
+                            f"({type(err).__name__}: {plain(str(err))[:200]})")
     return folder
 
 
 def write_all(results: dict, out: Path, program: Program, seconds: float | None = None) -> tuple[dict, str]:
-    """Every report of a (merged or unsharded) run; returns (paths, summary text)."""
+    """Every report of a (merged or unsharded) run; returns (paths, summary text). A report of one
+    student that could not be written is named at the end of the summary; the others are written."""
     from autograder import reports
+    from autograder.results import clean_strings
 
+    results, _ = clean_strings(results)   # already clean from a run or a merge; a caller's may not be
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = reports.write_reports(results, out, stubs=program.stubs)
-    paths["autograded"] = write_autograded(results, out)
+    problems: list[str] = []
+    paths = reports.write_reports(results, out, stubs=program.stubs, problems=problems)
+    paths["autograded"] = write_autograded(results, out, problems)
     summary = reports.format_summary(results, seconds)
+    if problems:
+        summary += "\n\nreports NOT written (see the log):\n" + "\n".join(f"  {reports.plain(p)}" for p in problems)
     paths["summary"].write_text(summary + "\n", encoding="utf-8", errors="replace")
     width = max(len(name) for name in paths) + 2
     lines = [summary, ""] + [f"{name + ':':<{width}}{path}" for name, path in paths.items()]
@@ -248,24 +305,34 @@ def _detect_assignment(root: Path, known: list[str], folder: Path) -> set[str]:
         if entry.is_dir():
             found |= {a for a in known if (entry / a / f"{a}.ipynb").is_file()}
         elif entry.suffix == ".ipynb" and entry.is_file() and entry.stat().st_size <= MAX_NOTEBOOK_BYTES:
-            try:
-                nb = json.loads(entry.read_text(encoding="utf-8"))
-                ids = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.get("cells", [])}
-            except (OSError, ValueError, AttributeError, TypeError):
-                continue  # unreadable notebooks are reported later, as invalid
+            try:  # read as grading reads it: bounded, links not followed, nothing escapes
+                cells = read_notebook_json(entry).raw["cells"]
+                ids = {_grade_id_of(c) for c in cells}
+            except Exception:  # noqa: BLE001 - unreadable notebooks are reported later, as invalid
+                continue
             best = max(known, key=lambda a: len(answers[a] & ids))
             if answers[best] & ids:
                 found.add(best)
     return found
 
 
+def _grade_id_of(cell: object) -> str | None:
+    """The nbgrader grade id of a cell of raw notebook JSON, or None (whatever the JSON holds)."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+    gid = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    return gid if isinstance(gid, str) else None
+
 
 def grade_folder(folder: Path, assignment: str | None = None, out: Path | None = None,
                  cell_timeout: float = cfg.CELL_TIMEOUT_S, notebook_budget: float = cfg.NOTEBOOK_BUDGET_S,
                  root: Path = REPO_ROOT, progress: bool = True, workers: int | None = None,
                  shard: str | tuple[int, int] | None = None, seed: int | None = None,
-                 limits: Limits | None = None) -> GradingRun:
+                 limits: Limits | None = None, self_test: bool = True) -> GradingRun:
     """Grade the submissions in ``folder`` (or shard ``i/n`` of them); see the module docstring.
+
+    First, unless ``self_test`` is False, the assignment's solution is graded in a sandbox
+    (:func:`autograder.runner.self_test`): if it does not get full marks, nothing is graded.
 
     Writes the full reports to ``out`` — or, for a shard of a split run (n > 1), only
     ``out/results.json``, for :func:`merge`. Raises :class:`GradingError`.
@@ -291,6 +358,11 @@ def grade_folder(folder: Path, assignment: str | None = None, out: Path | None =
     limits = limits or Limits(cell_timeout=float(cell_timeout), notebook_budget=float(notebook_budget))
     run_seed = secrets.randbits(62) if seed is None else int(seed)
     workers = default_workers() if workers is None else workers
+    if self_test:  # the solution first: a grader that cannot grade it must not grade a class
+        try:
+            run_self_test(root, program, limits, run_seed=run_seed)
+        except (SandboxUnavailable, JudgeUnavailable) as err:
+            raise GradingError(f"self-test failed: {err}") from err
     try:
         records = grade_all(subs, program, limits, workers=workers, run_seed=run_seed, progress=progress)
     except (SandboxUnavailable, JudgeUnavailable) as err:

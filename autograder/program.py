@@ -147,10 +147,17 @@ def student_answers(nb: nbformat.NotebookNode, program: Program) -> tuple[dict[s
     A cell counts as the answer ``gid`` when its nbgrader metadata names ``gid`` as a solution cell
     and its type is the source's; the last such cell wins (a copy-paste duplicates cells). Cells
     whose metadata was edited to claim a test or a read-only cell are ordinary cells: ignored.
+    Whatever the JSON holds, nothing here raises or recurses: a cell, metadata or source of the
+    wrong type is passed over (a source that is neither text nor a list of texts with a note).
     """
     found: dict[str, list[str]] = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader")
+    notes = []
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        metadata = cell.get("metadata")
+        meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
         if not isinstance(meta, dict):
             continue
         gid = meta.get("grade_id")
@@ -159,10 +166,14 @@ def student_answers(nb: nbformat.NotebookNode, program: Program) -> tuple[dict[s
         if cell.get("cell_type") != program.answer_types[gid]:
             continue
         source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(str(s) for s in source)
-        found.setdefault(gid, []).append(str(source))
-    notes = []
+        if isinstance(source, list) and all(isinstance(part, str) for part in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            what = "a list holding more than text" if isinstance(source, list) else \
+                "an object" if isinstance(source, dict) else type(source).__name__
+            notes.append(f"cell {gid!r} has a source that is not text ({what}): ignored")
+            continue
+        found.setdefault(gid, []).append(source)
     answers = {}
     for gid, sources in found.items():
         answers[gid] = sources[-1]

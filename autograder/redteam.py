@@ -1030,6 +1030,165 @@ def linear_gaussian_posterior(x, W, b, sigma2):
 '''
 
 
+# One file must never stop or corrupt the class: files the reader must refuse without stopping the
+# others, and strings every report must survive and show as text.
+
+#: A forged verdict, heading and image (from the grading machine's own network) in Markdown, with a
+#: run of backticks that would close a short fence: it must stay text in every report.
+FORGED_MARKDOWN = "![x](http://127.0.0.1/x.png)\n**all checks passed**\n\n```\n# 10 / 10 points\n"
+
+
+def _deeply_nested_json(root: Path) -> bytes:
+    """The solution with 100,000 nested lists in a cell's metadata (~200 KB): json.loads recurses."""
+    text = notebook_bytes(solution_notebook(root)).decode("utf-8")
+    marker = '"metadata": {'
+    at = text.index(marker) + len(marker)
+    return (text[:at] + '"deep": ' + "[" * 100_000 + "]" * 100_000 + ", " + text[at:]).encode("utf-8")
+
+
+def _many_cells(root: Path) -> bytes:
+    """The solution and 350,000 empty cells (~17 MB, under the 20 MiB cap): seconds of schema checks."""
+    raw = json.loads(notebook_bytes(solution_notebook(root)))
+    raw["cells"] += [{"cell_type": "raw", "metadata": {}, "source": ""}] * 350_000
+    return json.dumps(raw).encode("utf-8")
+
+
+def _surrogate_in_json(root: Path) -> bytes:
+    """The correct answer under a comment holding two lone surrogates, as JSON escapes."""
+    correct = solution_answers(root, ASSIGNMENT)["gaussian_kl_diag"]
+    nb = with_answers(root, {"gaussian_kl_diag": "# SURROGATES-HERE: text that is not Unicode\n" + correct})
+    return notebook_bytes(nb).replace(b"SURROGATES-HERE", b"\\ud800 \\udfff")
+
+
+SURROGATE_PRINT = '''
+# Lone surrogates printed to stdout and stderr: text that no UTF-8 file can hold.
+import sys
+
+print("stdout:", chr(0xD800), chr(0xDFFF) + "x")
+print("stderr:", chr(0xDC00), file=sys.stderr)
+'''
+
+FORGED_MESSAGE = f'''
+# Markdown in what is printed, in the cell's error and in the message of every call: it must stay
+# text in the instructor's notebook and in the feedback page. The function always raises.
+_FORGED = {FORGED_MARKDOWN!r}
+print(_FORGED)
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    raise ValueError(_FORGED + chr(0xD800))
+
+
+raise RuntimeError(_FORGED)
+'''
+
+
+# --- ways around the allow-list of an answer found by a review (each scored before the rule became
+# an allow-list); the function the test cell would get is correct only through the forbidden module
+# (or the checks' own helper), and wrong where the grader looks without reading every binding
+
+_KL_BY_DISTRIBUTIONS = '''
+def _kl_by_distributions(mean_q, logvar_q, mean_p, logvar_p):
+    q = torch.distributions.Normal(mean_q, torch.exp(0.5 * logvar_q))
+    p = torch.distributions.Normal(mean_p, torch.exp(0.5 * logvar_p))
+    return torch.distributions.kl_divergence(q, p).sum(-1)
+'''
+
+REBIND_BYPASS = WRONG_KL + "\n\n" + _KL_BY_DISTRIBUTIONS + '''
+
+# the def above is what a reading of the def sees; this is what the test cell gets
+gaussian_kl_diag = _kl_by_distributions
+'''
+
+GLOBAL_REBIND_BYPASS = '''
+import math
+
+
+def _log_ratio(z, mean_q, logvar_q, mean_p, logvar_p):
+    """Wrong on purpose: the sign is flipped (log p - log q)."""
+    return (gaussian_log_prob(z, mean_p, logvar_p) - gaussian_log_prob(z, mean_q, logvar_q))
+
+
+def kl_monte_carlo_gaussian(mean_q, logvar_q, mean_p, logvar_p, num_samples, generator):
+    shape = torch.broadcast_shapes(mean_q.shape, logvar_q.shape, mean_p.shape, logvar_p.shape)
+    eps = torch.randn((num_samples, *shape), generator=generator, dtype=mean_q.dtype, device=mean_q.device)
+    z = mean_q + torch.exp(0.5 * logvar_q) * eps
+    log_ratio = _log_ratio(z, mean_q, logvar_q, mean_p, logvar_p)
+    return log_ratio.mean(0), log_ratio.std(0) / math.sqrt(num_samples)
+
+
+def _install():
+    """Rebinds the helper from inside another function (a `global` statement)."""
+    global _log_ratio
+
+    def _log_ratio(z, mean_q, logvar_q, mean_p, logvar_p):
+        q = torch.distributions.Normal(mean_q, torch.exp(0.5 * logvar_q))
+        p = torch.distributions.Normal(mean_p, torch.exp(0.5 * logvar_p))
+        return (q.log_prob(z) - p.log_prob(z)).sum(-1)
+
+
+_install()
+'''
+
+WALRUS_BYPASS = '''
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    q = _D.Normal(mean_q, torch.exp(0.5 * logvar_q))
+    p = _D.Normal(mean_p, torch.exp(0.5 * logvar_p))
+    return _D.kl_divergence(q, p).sum(-1)
+
+
+# the module bound by a walrus inside an expression, not by an assignment or an import
+print("ready:", (_D := torch.distributions) is not None)
+'''
+
+STRING_PATH_BYPASS = '''
+import pkgutil
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    D = pkgutil.resolve_name("torch" + ":" + "distri" + "butions")
+    q = D.Normal(mean_q, torch.exp(0.5 * logvar_q))
+    p = D.Normal(mean_p, torch.exp(0.5 * logvar_p))
+    return D.kl_divergence(q, p).sum(-1)
+'''
+
+ATTRGETTER_BYPASS = '''
+import operator
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    D = operator.attrgetter("distri" + "butions")(torch)
+    q = D.Normal(mean_q, torch.exp(0.5 * logvar_q))
+    p = D.Normal(mean_p, torch.exp(0.5 * logvar_p))
+    return D.kl_divergence(q, p).sum(-1)
+'''
+
+SYS_MODULES_BYPASS = '''
+import math
+import sys
+
+
+def kl_monte_carlo_gaussian(mean_q, logvar_q, mean_p, logvar_p, num_samples, generator):
+    D = getattr(sys, "modules")["torch.distri" + "butions"]
+    shape = torch.broadcast_shapes(mean_q.shape, logvar_q.shape, mean_p.shape, logvar_p.shape)
+    eps = torch.randn((num_samples, *shape), generator=generator, dtype=mean_q.dtype, device=mean_q.device)
+    std_q, std_p = torch.exp(0.5 * logvar_q), torch.exp(0.5 * logvar_p)
+    z = mean_q + std_q * eps
+    log_ratio = (D.Normal(mean_q, std_q).log_prob(z) - D.Normal(mean_p, std_p).log_prob(z)).sum(-1)
+    return log_ratio.mean(0), log_ratio.std(0) / math.sqrt(num_samples)
+'''
+
+COURSEWORK_HELPER_BYPASS = '''
+# The checks' own helper computes the KL from variances; fed exact variances, it is the answer.
+from coursework.ch01 import _kl_var_slip
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    # the helper adds 1e-12 to |variance|: take it off first
+    return _kl_var_slip(mean_q, torch.exp(logvar_q) - 1e-12, mean_p, torch.exp(logvar_p) - 1e-12)
+'''
+
+
 SUITE: tuple[Attack, ...] = (
     # cheating the comparisons
     Attack("rebind_torch_numpy", "gaussian_kl_diag",
@@ -1059,8 +1218,8 @@ SUITE: tuple[Attack, ...] = (
     Attack("forge_reply", "gaussian_kl_diag",
            "writes 300 forged all-passed replies to every descriptor > 2 in /proc/self/fd, in the cell and "
            "in every call; wrong answer", replacing("gaussian_kl_diag", FORGE_REPLY),
-           # ~130 kB written per descriptor and per call: a loaded machine may outlast a call's limit
-           statuses=GRADED_OR_TIMEOUT),
+           # a reply nobody asked for breaks the protocol: the sandbox is killed (each replay again)
+           statuses=("crashed", "timeout")),
     Attack("hijack_reply_encoder", "kl_monte_carlo",
            "patches json.dumps inside the kernel so that every reply claims success; the function raises",
            replacing("kl_monte_carlo", HIJACK_ENCODER)),
@@ -1159,6 +1318,39 @@ SUITE: tuple[Attack, ...] = (
     Attack("sympy_reply_flood", "lg_posterior", "a function replying with 170 copies of a 20,000-node SymPy sum",
            # encoding ~60 MB in the sandbox may outlast a short cell limit on a loaded machine: timeout is fine
            replacing("lg_posterior", SYMPY_REPLY_FLOOD), statuses=("graded", "timeout", "crashed")),
+    # one file never stops or corrupts the class
+    Attack("deeply_nested_json", "gaussian_kl_diag",
+           "the solution with 100,000 nested lists in a cell's metadata (~200 KB; json.loads recursed)",
+           _deeply_nested_json, statuses=("invalid",)),
+    Attack("many_cells", "gaussian_kl_diag", "the solution and 350,000 empty cells (~17 MB, under the size cap)",
+           _many_cells, statuses=("invalid",)),
+    Attack("surrogate_in_json", "gaussian_kl_diag",
+           "lone surrogates (JSON escapes) in a comment of the correct answer (nbformat.write raised)",
+           _surrogate_in_json, expect="full"),
+    Attack("surrogate_printed", "kl_monte_carlo", "prints lone surrogates to stdout and stderr, then the answer",
+           prefixing("kl_monte_carlo", SURROGATE_PRINT), expect="full"),
+    Attack("forged_markdown_message", "gaussian_kl_diag",
+           "a forged verdict and an image from 127.0.0.1 in Markdown, printed, raised by the cell and by "
+           "every call", replacing("gaussian_kl_diag", FORGED_MESSAGE)),
+    # the allow-list of an answer (found by a review; each scored before the rule became one)
+    Attack("rebind_bypass", "gaussian_kl_diag",
+           "a wrong def, then the name rebound to a torch.distributions version later in the cell",
+           replacing("gaussian_kl_diag", REBIND_BYPASS)),
+    Attack("global_rebind_bypass", "kl_monte_carlo",
+           "a wrong helper, rebound to a torch.distributions one by a `global` statement in another function",
+           replacing("kl_monte_carlo", GLOBAL_REBIND_BYPASS)),
+    Attack("walrus_bypass", "gaussian_kl_diag", "torch.distributions bound by a walrus inside a print",
+           replacing("gaussian_kl_diag", WALRUS_BYPASS)),
+    Attack("string_path_bypass", "gaussian_kl_diag",
+           "pkgutil.resolve_name('torch' + ':' + 'distri' + 'butions') inside the function",
+           replacing("gaussian_kl_diag", STRING_PATH_BYPASS)),
+    Attack("attrgetter_bypass", "gaussian_kl_diag", "operator.attrgetter('distri' + 'butions')(torch)",
+           replacing("gaussian_kl_diag", ATTRGETTER_BYPASS)),
+    Attack("sys_modules_bypass", "kl_monte_carlo", "getattr(sys, 'modules')['torch.distri' + 'butions']",
+           replacing("kl_monte_carlo", SYS_MODULES_BYPASS)),
+    Attack("coursework_helper_bypass", "gaussian_kl_diag",
+           "the KL from a private helper of the checks (coursework.ch01._kl_var_slip)",
+           replacing("gaussian_kl_diag", COURSEWORK_HELPER_BYPASS)),
 )
 
 #: Attacks on the grader's own process rather than on the sandbox: graded in a run of their own,

@@ -13,8 +13,11 @@ report; the others have a module each:
   the similarity report (:mod:`autograder.similarity`).
 
 The helpers that read a results object live in :mod:`autograder.results`. Every string of a
-results object may come from a student: the text summary neutralises control characters, the CSV
-guards its free-text column against spreadsheet formulas, and nothing is ever evaluated.
+results object may come from a student: :func:`write_reports` first replaces lone UTF-16
+surrogates (which no UTF-8 file can hold) with U+FFFD, the text summary neutralises control
+characters and cuts long reasons, the CSV guards its free-text column against spreadsheet
+formulas, and nothing is ever evaluated. A report of one student that cannot be written (its
+feedback page) is reported in ``problems`` and the others are written all the same.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import shutil
 import unicodedata
 from collections import Counter
@@ -32,13 +36,17 @@ from typing import Any
 from autograder.feedback import feedback_html, feedback_path
 from autograder.histograms import histograms_png
 from autograder.runner import STATUSES
-from autograder.results import by_student, counted, fmt, max_total, reason_text
+from autograder.results import by_student, clean_strings, counted, fmt, max_total, reason_text, report_names
 from autograder.similarity import reference_sources, similarity_csv, similarity_html, similarity_report
 
 #: The ``format`` field of a results object this module reads.
 RESULTS_FORMAT = "dgm-grading-results/1"
 #: Fixed leading columns of grades.csv; one column per task follows.
 CSV_COLUMNS = ("student_id", "status", "reason", "total", "max_total")
+#: Longest reason a line of the printed summary shows (grades.csv and results.json keep it whole).
+MAX_SUMMARY_REASON = 400
+
+log = logging.getLogger("autograder.grade")
 
 # --------------------------------------------------------------------------------------------
 # grades.csv
@@ -125,7 +133,10 @@ def format_summary(results: Mapping[str, Any], seconds: float | None = None) -> 
     for s in by_student(results):
         if s.get("status") != "graded" or s.get("reasons"):
             who, status = plain(s.get("student_id", "")), plain(s.get("status", ""))
-            lines.append(f"  {who}: {status} — {plain(reason_text(s))}")
+            reason = plain(reason_text(s))
+            if len(reason) > MAX_SUMMARY_REASON:
+                reason = reason[:MAX_SUMMARY_REASON] + f" … ({len(reason) - MAX_SUMMARY_REASON:,} more characters)"
+            lines.append(f"  {who}: {status} — {reason}")
     if seconds is not None:
         timed = [float(s["seconds"]) for s in results["submissions"] if s.get("seconds")]
         line = f"time: {seconds:.1f} s in all"
@@ -140,12 +151,21 @@ def format_summary(results: Mapping[str, Any], seconds: float | None = None) -> 
 # --------------------------------------------------------------------------------------------
 
 
-def write_reports(results: Mapping[str, Any], out: Path, stubs: Mapping[str, str] | None = None
-                  ) -> dict[str, Path]:
+def write_reports(results: Mapping[str, Any], out: Path, stubs: Mapping[str, str] | None = None,
+                  problems: list[str] | None = None) -> dict[str, Path]:
     """Write every report of ``results`` under ``out``: grades.csv, results.json, summary.txt,
-    feedback/<student_id>.html (the folder emptied first), histograms.png, similarity.csv and
-    similarity.html (``stubs`` as in :func:`autograder.similarity.similarity_report`). Returns
-    name → path."""
+    feedback/<name>.html (the folder emptied first; ``name`` is the student id, see
+    :func:`autograder.results.report_names`), histograms.png, similarity.csv and similarity.html
+    (``stubs`` as in :func:`autograder.similarity.similarity_report`). Returns name → path.
+
+    The strings of ``results`` are first made writable (:func:`autograder.results.clean_strings`).
+    A feedback page, the histograms or the similarity report that cannot be written is logged and
+    described in ``problems`` (when given), and the rest is written all the same; grades.csv,
+    results.json and summary.txt are not optional: a failure there raises. ValueError (before any
+    feedback page is written) when a student id would put its page outside the feedback folder."""
+    if problems is None:
+        problems = []
+    results, _ = clean_strings(results)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"grades": out / "grades.csv", "results": out / "results.json", "summary": out / "summary.txt",
@@ -160,13 +180,29 @@ def write_reports(results: Mapping[str, Any], out: Path, stubs: Mapping[str, str
     elif folder.exists():
         shutil.rmtree(folder)
     folder.mkdir()
-    for sub in results["submissions"]:
-        feedback_path(folder, str(sub["student_id"])).write_text(
-            feedback_html(results, sub), encoding="utf-8", errors="replace")
-    histograms_png(results, paths["histograms"])
-    references = reference_sources(str(results.get("assignment", "")))
-    rows = similarity_report(results, references, stubs=stubs)
-    paths["similarity"].write_text(similarity_csv(rows), encoding="utf-8", errors="replace")
-    paths["similarity_html"].write_text(similarity_html(rows, results, references), encoding="utf-8",
-                                        errors="replace")
+    names = report_names(str(sub["student_id"]) for sub in results["submissions"])
+    targets = [(sub, feedback_path(folder, names[str(sub["student_id"])])) for sub in results["submissions"]]
+    for sub, target in targets:
+        try:
+            target.write_text(feedback_html(results, sub), encoding="utf-8", errors="replace")
+        except Exception as err:  # noqa: BLE001 - one student's page never stops the others
+            _problem(problems, f"feedback page of {sub['student_id']!r}", err)
+    try:
+        histograms_png(results, paths["histograms"])
+    except Exception as err:  # noqa: BLE001 - a picture never stops the grades
+        _problem(problems, "histograms.png", err)
+    try:
+        references = reference_sources(str(results.get("assignment", "")))
+        rows = similarity_report(results, references, stubs=stubs)
+        paths["similarity"].write_text(similarity_csv(rows), encoding="utf-8", errors="replace")
+        paths["similarity_html"].write_text(similarity_html(rows, results, references), encoding="utf-8",
+                                            errors="replace")
+    except Exception as err:  # noqa: BLE001 - a hint for the instructor never stops the grades
+        _problem(problems, "similarity.csv and similarity.html", err)
     return paths
+
+
+def _problem(problems: list[str], what: str, err: BaseException) -> None:
+    """Log that ``what`` could not be written and add one line saying so to ``problems``."""
+    log.error("could not write %s", what, exc_info=err)
+    problems.append(f"{what} not written ({type(err).__name__}: {plain(str(err))[:200]})")

@@ -20,8 +20,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import torch
+
+from autograder.course import GradingError
 from autograder.judge import JudgeUnavailable
 from autograder.program import Program, student_answers, tasks_table
 from autograder.sandbox import Limits, Sandbox, SandboxFailure
@@ -123,8 +127,9 @@ class RemoteFunction:
         outcome = Outcome(error_type=_str_or_none(reply.get("error_type")),
                           error_message=str(reply.get("error_message", ""))[:500],
                           stage="grad" if reply.get("stage") == "grad" else "call",
-                          mutated=reply.get("mutated") is True,
                           differentiable=reply.get("differentiable") is not False)
+        if grad is None and outcome.error_type is None:  # judged here, on the arguments as sent and as returned
+            outcome.mutated = _changed(args, reply.get("args_after"))
         if outcome.error_type and _OOM.search(f"{outcome.error_type}: {outcome.error_message}"):
             self.runner.events.append(("oom", f"{self.name} in the checks"))
         if outcome.error_type is None:  # no function task returns SymPy: never rebuild it here
@@ -137,10 +142,34 @@ class RemoteFunction:
                     outcome.grads = [wire.decode(g, sympy=False) for g in grads]
         return outcome
 
-    def forbidden_uses(self, modules: tuple[str, ...]) -> list[str]:
+    def forbidden_uses(self, forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
+        """What the answer uses outside its task's allow-list, read from the answer cells' sources
+        (:func:`autograder.static.forbidden_uses`); the set-up cells that have run (the release's
+        code cells, never the student's) say what the names they import are."""
         from autograder.static import forbidden_uses
 
-        return forbidden_uses(self.sources, self.name, modules)
+        answers = set(self.sources)
+        setup = [code for code in self.runner.replay if code not in answers]
+        return forbidden_uses(self.sources, self.name, forbidden, allowed, setup=setup)
+
+
+def _changed(sent: list, after: Any) -> bool:
+    """Whether a call changed one of its tensor arguments: ``after`` is the sandbox's encoding of
+    the arguments after the call; anything but one readable copy per argument counts as changed."""
+    from coursework import wire
+    from coursework._core import same_tensor
+
+    if type(after) is not list or len(after) != len(sent):  # noqa: E721
+        return True
+    for a, data in zip(sent, after):
+        if isinstance(a, torch.Tensor):
+            try:
+                back = wire.decode(data, sympy=False)
+            except wire.WireError:
+                return True
+            if not same_tensor(back, a):
+                return True
+    return False
 
 
 def _str_or_none(x: Any) -> str | None:
@@ -383,3 +412,28 @@ def invalid_record(sub: Submission, program: Program) -> dict:
             "scores": {t["name"]: 0.0 for t in tasks}, "total": 0.0,
             "max_total": sum(t["max_points"] for t in tasks if not t["manual"]), "seconds": 0.0,
             "answers": {}, "cells": []}
+
+
+def self_test(root: Path, program: Program, limits: Limits, *, run_seed: int = 0) -> dict:
+    """Grade the assignment's own solution in a sandbox before any student: it must get full marks.
+
+    A grader that cannot (a sandbox that mounts one copy of the course while the environment
+    imports another, a broken environment, checks that disagree with the solution) would otherwise
+    report every student as crashed or failing and exit 0. Returns the solution's record; raises
+    :class:`GradingError` saying what went wrong."""
+    from autograder.samples import filled_release, solution_answers
+
+    answers = solution_answers(root, program.assignment)
+    sub = Submission("self-test", "the solution", Path("<solution>"), notebook=filled_release(answers, root,
+                                                                                               program.assignment))
+    record = grade_submission(sub, program, limits, slot=0, run_seed=run_seed,
+                              hidden_modules=hidden_modules_for(program.assignment))
+    if record["status"] != GRADED or record["total"] != record["max_total"]:
+        failed = [f"{c.get('grade_id')}: {check.get('message')}" for c in record["cells"]
+                  for check in c.get("checks", []) if not check.get("passed")]
+        raise GradingError(
+            f"self-test failed: the solution of {program.assignment} got {record['total']:g}/{record['max_total']:g} "
+            f"({record['status']}: {'; '.join(record['reasons']) or 'no reason given'})"
+            + (f"; failed checks: {'; '.join(failed[:3])}" if failed else "")
+            + ". Nothing was graded: fix the grading environment first (`make env`, docs/grading.md).")
+    return record

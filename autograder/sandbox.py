@@ -49,6 +49,8 @@ from typing import Any
 WORKER = Path(__file__).with_name("worker.py")
 SANDBOX_HOME = "/home/student"
 WORKER_PATH = "/opt/kernel/kernel.py"
+#: where the sandbox sees the course's packages (:data:`PACKAGES`): a neutral path, not the host's
+COURSE_DIR = "/opt/course"
 #: files of /etc that programs in the sandbox read (dynamic linker, time zone, users, name service)
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
              "hosts", "mime.types", "alternatives", "ssl/certs", "fonts")
@@ -66,7 +68,7 @@ class Limits:
     open_files: int = 256
     scratch_bytes: int = 256 * 2**20        # everything it writes, together
     output_chars: int = 64 * 1024           # kept of a cell's stdout and of its stderr
-    reply_bytes: int = 64 * 2**20           # longest reply line accepted from the worker
+    reply_bytes: int = 4 * 2**20            # longest reply line accepted (legitimate ones: < 16 KiB)
     start_timeout: float = 90.0             # seconds for the worker to start (imports torch)
     max_restarts: int = 3                   # fresh workers after a timeout or a crash
     judge_memory_bytes: int = 2 * 2**30     # the grader's child that judges a value answer (SymPy)
@@ -104,22 +106,34 @@ def check_available() -> None:
         raise SandboxUnavailable("prlimit (util-linux) is needed to cap the sandbox's resources")
     if _PROBED:
         return
-    probe = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-             *(["--unshare-user"] if os.geteuid() != 0 else []), "--die-with-parent", "--ro-bind", "/usr", "/usr",
-             *[a for top in ("bin", "lib", "lib64") if Path("/", top).exists()
-               for a in (["--symlink", os.readlink(f"/{top}"), f"/{top}"] if Path("/", top).is_symlink()
-                         else ["--ro-bind", f"/{top}", f"/{top}"])],
-             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--", "true"]
+    base = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            *(["--unshare-user"] if os.geteuid() != 0 else []), "--die-with-parent", "--ro-bind", "/usr", "/usr",
+            *[a for top in ("bin", "lib", "lib64") if Path("/", top).exists()
+              for a in (["--symlink", os.readlink(f"/{top}"), f"/{top}"] if Path("/", top).is_symlink()
+                        else ["--ro-bind", f"/{top}", f"/{top}"])],
+            "--proc", "/proc", "--dev", "/dev"]
+    _probe(base + ["--remount-ro", "/", "--", "true"],
+           "bubblewrap cannot build a sandbox on this machine ({why}); it needs root or unprivileged user "
+           "namespaces, and a container must allow unshare/mount (see docs/grading.md)")
+    # and the course's packages import inside one, as the worker will import them
+    binds = [a for p in _host_python_paths() if not p.startswith("/usr/") for a in ("--ro-bind", p, sandbox_path(p))]
+    for name in PACKAGES:
+        binds += ["--ro-bind", str(package_view((), name)), f"{COURSE_DIR}/{name}"]
+    code = f"import sys; sys.path[:0] = [{COURSE_DIR!r}]; " + "; ".join(f"import {name}" for name in PACKAGES)
+    _probe(base + binds + ["--remount-ro", "/", "--setenv", "HOME", "/tmp", "--", sandbox_python(), "-I", "-c", code],
+           "the course's packages do not import inside a sandbox ({why}); is the virtual environment complete "
+           "(`make env`)?", timeout=120)
+    _PROBED.append(True)
+
+
+def _probe(cmd: list[str], message: str, timeout: float = 30) -> None:
     try:
-        done = subprocess.run(probe, capture_output=True, timeout=30)
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise SandboxUnavailable(f"bubblewrap could not be started: {err}") from err
     if done.returncode != 0:
-        why = done.stderr.decode("utf-8", "replace").strip()[:300] or f"exit code {done.returncode}"
-        raise SandboxUnavailable(f"bubblewrap cannot build a sandbox on this machine ({why}); it needs root or "
-                                 "unprivileged user namespaces, and a container must allow unshare/mount "
-                                 "(see docs/grading.md)")
-    _PROBED.append(True)
+        why = done.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit code {done.returncode}"
+        raise SandboxUnavailable(message.format(why=why))
 
 
 #: parallel sandboxes one grader process can run, each with a uid of its own
@@ -155,6 +169,26 @@ def _host_python_paths() -> list[str]:
         if not any(p == k or p.startswith(k + os.sep) for k in kept):
             kept.append(p)
     return kept
+
+
+#: where the sandbox sees the grader's virtual environment (a neutral path, not the host's)
+VENV_DIR = "/opt/venv"
+
+
+def sandbox_path(host: str) -> str:
+    """Where the sandbox sees the host folder ``host`` of the Python installation: the virtual
+    environment (when the grader runs in one) moves to :data:`VENV_DIR`, so that no path inside
+    — ``sys.prefix``, ``sys.executable``, ``/proc/*/cmdline`` — names the host's repository."""
+    venv, base = os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)
+    for root in (sys.prefix, venv):
+        if venv != base and (host == root or host.startswith(root + os.sep)):
+            return VENV_DIR + host[len(root):]
+    return host
+
+
+def sandbox_python() -> str:
+    """The worker's interpreter, as the sandbox sees it."""
+    return sandbox_path(sys.executable)
 
 
 #: the packages a sandbox sees (each a source-only copy, :func:`package_view`)
@@ -206,14 +240,51 @@ def package_view(hidden_modules: tuple[str, ...] = (), name: str = "dgm") -> Pat
         return view
 
 
+#: seccomp's view of the machine: audit architecture and the numbers of the kernel keyring's calls
+#: (add_key, request_key, keyctl); see :func:`seccomp_program`
+_KEYRING_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}
+
+
+def seccomp_program(machine: str | None = None) -> bytes | None:
+    """A classic-BPF seccomp filter (the bytes of ``struct sock_filter[]``) that makes the kernel
+    keyring's system calls fail with EPERM, and every call of another ABI (32-bit, x32) too.
+
+    The keyring is per-uid kernel state that survives a process: a sandbox that runs as a slot's
+    uid could leave a key there for the next student in that slot to read. None on a machine this
+    filter does not know (its numbers differ per architecture): docs/grading.md says what then."""
+    import platform
+    import struct
+
+    known = _KEYRING_SYSCALLS.get(machine or platform.machine())
+    if known is None:
+        return None
+    arch, (add_key, request_key, keyctl) = known
+    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [
+        (ld_abs, 0, 0, 4),               # 0: A = seccomp_data.arch
+        (jeq, 0, 6, arch),               # 1: another ABI -> 8 (deny)
+        (ld_abs, 0, 0, 0),               # 2: A = seccomp_data.nr
+        (jge, 4, 0, 0x40000000),         # 3: an x32 call -> 8 (deny)
+        (jeq, 3, 0, add_key),            # 4: -> 8
+        (jeq, 2, 0, request_key),        # 5: -> 8
+        (jeq, 1, 0, keyctl),             # 6: -> 8
+        (ret, 0, 0, allow),              # 7
+        (ret, 0, 0, deny),               # 8
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
 def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple[str, ...] = (),
-                  reply_fd: int = 3) -> list[str]:
+                  reply_fd: int = 3, seccomp_fd: int | None = None) -> list[str]:
     """The argv that runs the worker in a sandbox whose only writable folder is ``scratch``; it
-    writes its replies to the inherited descriptor ``reply_fd``."""
+    writes its replies to the inherited descriptor ``reply_fd``, and bubblewrap reads its seccomp
+    filter (:func:`seccomp_program`) from ``seccomp_fd`` when given."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap is not installed")
-    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    cmd = [bwrap, *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
+           "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--clearenv"]
     unprivileged = os.geteuid() != 0
     if unprivileged:
@@ -232,9 +303,9 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
                 if a != "/etc":
                     cmd += ["--perms", "0755", "--dir", a]
             cmd += ["--ro-bind", str(host), str(host)]
-    binds = [(p, p) for p in _host_python_paths()]
+    binds = [(p, sandbox_path(p)) for p in _host_python_paths()]
     for name in PACKAGES:
-        binds.append((str(package_view(hidden_modules, name)), package_dir(name)))
+        binds.append((str(package_view(hidden_modules, name)), f"{COURSE_DIR}/{name}"))
     made: set[str] = {"/", "/usr", "/etc"}
     for source, path in binds:
         for a in _ancestors(path + "/x"):
@@ -246,7 +317,7 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
             "--dir", "/opt/kernel", "--ro-bind", str(WORKER), WORKER_PATH,
             "--bind", str(scratch), SANDBOX_HOME, "--perms", "0755", "--dir", "/tmp",
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_HOME]
-    env = {"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_HOME, "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+    env = {"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_HOME, "PATH": f"{sandbox_path(sys.prefix)}/bin:/usr/local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{SANDBOX_HOME}/.matplotlib",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
@@ -259,8 +330,8 @@ def build_command(scratch: Path, uid: int, limits: Limits, hidden_modules: tuple
     cpu = int(limits.notebook_budget + 30)
     cmd += [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
             f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", f"--cpu={cpu}", "--core=0", "--",
-            sys.executable, "-I", "-u", WORKER_PATH, str(reply_fd), str(limits.output_chars),
-            os.pathsep.join(dict.fromkeys(os.path.dirname(package_dir(name)) for name in PACKAGES))]
+            sandbox_python(), "-I", "-u", WORKER_PATH, str(reply_fd), str(limits.output_chars),
+            COURSE_DIR, str(limits.reply_bytes)]
     return cmd
 
 
@@ -439,7 +510,8 @@ class Sandbox:
         self.scratch_parent = scratch_parent
         self.proc: subprocess.Popen | None = None
         self.scratch: Path | None = None
-        self._replies: queue.Queue = queue.Queue()
+        self._replies: queue.Queue = queue.Queue(maxsize=1)
+        self._expected: int | None = None     # the id of the one reply the grader waits for
         self._failure: SandboxFailure | None = None
         self.startup_seconds = 0.0
         self.uid: int | None = None
@@ -456,21 +528,43 @@ class Sandbox:
         if os.geteuid() == 0:
             os.chown(self.scratch, uid, uid)
         read_fd, write_fd = os.pipe()
-        cmd = build_command(self.scratch, uid, self.limits, self.hidden_modules, reply_fd=write_fd)
+        program = seccomp_program()
+        seccomp_fd = None
+        if program is not None:  # a pipe holding the filter: bubblewrap reads it once, at start
+            seccomp_fd, filter_w = os.pipe()
+            os.write(filter_w, program)
+            os.close(filter_w)
+        cmd = build_command(self.scratch, uid, self.limits, self.hidden_modules, reply_fd=write_fd,
+                            seccomp_fd=seccomp_fd)
+        # bubblewrap is the sandbox's process 1, and /proc/1/cmdline is readable inside: hand it its
+        # arguments (host paths of the binds, the scratch folder) through a pipe, not its argv
+        split = cmd.index("--")
+        args_fd, args_w = os.pipe()
+        data = b"".join(a.encode() + b"\0" for a in cmd[1:split])
+        if len(data) > 60_000:  # a pipe holds 64 KiB: the write must not block before bwrap reads
+            raise SandboxUnavailable(f"the sandbox's arguments are too long ({len(data)} bytes)")
+        os.write(args_w, data)
+        os.close(args_w)
+        cmd = [cmd[0], "--args", str(args_fd), *cmd[split:]]
         self.cgroup = CGroup.create(self.scratch.name, self.limits) if os.geteuid() == 0 else None
         if self.cgroup is not None:  # join the group before bwrap starts: nothing escapes it
             files = self.cgroup.procs_files
             script = "".join(f'echo $$ > "${i + 1}" && ' for i in range(len(files))) + f'shift {len(files)} && exec "$@"'
             cmd = ["/bin/sh", "-c", script, "sh", *files, *cmd]
         self._failure = None
-        self._replies = queue.Queue()
+        self._replies = queue.Queue(maxsize=1)
+        self._expected = 0  # the worker's "ready"
         t0 = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+                pass_fds=(write_fd, args_fd) if seccomp_fd is None else (write_fd, args_fd, seccomp_fd),
+                start_new_session=True, close_fds=True)
         finally:
             os.close(write_fd)
+            os.close(args_fd)
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         threading.Thread(target=self._read, args=(read_fd,), daemon=True).start()
         threading.Thread(target=self._watch, daemon=True).start()
         limit = self.limits.start_timeout if deadline is None else max(1.0, min(self.limits.start_timeout,
@@ -522,6 +616,7 @@ class Sandbox:
             raise SandboxFailure("died", "the kernel is not running")
         rid = secrets.randbits(48) + 1  # unguessable: a reply forged in advance matches nothing
         line = json.dumps({"op": op, "id": rid, **fields}).encode("utf-8") + b"\n"
+        self._expected = rid
         try:
             self.proc.stdin.write(line)
             self.proc.stdin.flush()
@@ -570,12 +665,22 @@ class Sandbox:
         return SandboxFailure("died", f"the kernel exited (exit code {code})")
 
     def _read(self, fd: int) -> None:
+        """Read the worker's replies: one JSON object per line, each the reply to the one request
+        the grader is waiting for. What holds the grader's memory is bounded — a line of at most
+        :attr:`Limits.reply_bytes`, a queue of one reply — and a sandbox that sends a longer line,
+        a line that is not JSON, or a reply nobody asked for (a forged one, a second one, one from
+        a child process writing to the reply pipe) breaks the protocol: it is killed and reported."""
         cap = self.limits.reply_bytes
         buf = bytearray()
+
+        def broken(why: str) -> None:
+            self._failure = SandboxFailure("protocol", f"the kernel broke the grading protocol: {why}")
+            self._kill_quietly()
+
         with os.fdopen(fd, "rb", buffering=0) as pipe:
             while True:
                 try:
-                    chunk = pipe.read(1 << 20)
+                    chunk = pipe.read(min(1 << 20, cap + 1 - len(buf)))
                 except OSError:
                     break
                 if not chunk:
@@ -589,12 +694,16 @@ class Sandbox:
                     try:
                         item = json.loads(line)
                     except (ValueError, RecursionError):
-                        continue  # stray output, or a line built to break the parser
-                    self._replies.put(item)
+                        return broken("it sent a line that is not a reply")
+                    expected, self._expected = self._expected, None
+                    if not isinstance(item, dict) or expected is None or item.get("id") != expected:
+                        return broken("it sent a reply nobody asked for")
+                    try:
+                        self._replies.put_nowait(item)
+                    except queue.Full:
+                        return broken("it sent a reply nobody asked for")
                 if len(buf) > cap:
-                    self._failure = SandboxFailure("protocol", f"the kernel sent a reply longer than {cap} bytes")
-                    self._kill_quietly()
-                    break
+                    return broken(f"it sent a line longer than {cap // 2**20} MiB")
 
     def _watch(self) -> None:
         cap = self.limits.scratch_bytes

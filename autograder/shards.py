@@ -1,6 +1,11 @@
 """Grading a class as shards of one run (a cluster job): ``grade DIR --shard i/n`` grades every n-th
 submission, from the i-th, and writes only its ``results.json``; :func:`merge` joins the shards'
-results into one results object, after checking that they belong together."""
+results into one results object, after checking that they belong together.
+
+:func:`results_object` (a run's records) and :func:`merge` (the shards' files) are where a results
+object is made, so both pass its strings through :func:`autograder.results.clean_strings`: a
+lone UTF-16 surrogate a student printed or put in a notebook becomes U+FFFD before any writer sees
+it."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from autograder.course import GradingError
 from autograder.program import Program, tasks_table
 from autograder.reports import RESULTS_FORMAT
+from autograder.results import clean_strings
 from autograder.sandbox import Limits
 from autograder.submissions import Submission
 
@@ -34,6 +40,9 @@ def select_shard(subs: list[Submission], shard: tuple[int, int]) -> list[Submiss
 
 def results_object(program: Program, records: list[dict], run_seed: int, shard: tuple[int, int],
                    limits: Limits) -> dict:
+    """The results object of a run (or of one shard), every string writable as UTF-8
+    (:func:`~autograder.results.clean_strings`)."""
+    records, _ = clean_strings(records)
     return {"format": RESULTS_FORMAT, "assignment": program.assignment, "seed": str(run_seed),
             "shard": list(shard), "limits": {"cell_timeout": limits.cell_timeout,
                                              "notebook_budget": limits.notebook_budget},
@@ -47,11 +56,16 @@ def merge(parts: list[Path]) -> dict:
     for part in parts:
         path = Path(part) / "results.json" if Path(part).is_dir() else Path(part)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise GradingError(f"cannot read shard results {path}: {err}") from err
-        if data.get("format") != RESULTS_FORMAT:
+            data, _ = clean_strings(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, RecursionError, MemoryError) as err:
+            raise GradingError(f"cannot read shard results {path}: {type(err).__name__}: {str(err)[:300]}") from err
+        if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
             raise GradingError(f"{path} is not a results file of this grader")
+        if not (isinstance(data.get("shard"), list) and len(data["shard"]) == 2
+                and all(isinstance(x, int) for x in data["shard"]) and isinstance(data.get("submissions"), list)
+                and all(isinstance(r, dict) and isinstance(r.get("student_id"), str) for r in data["submissions"])):
+            raise GradingError(f"{path} is a damaged results file: no shard i/n or no list of submissions with "
+                               "student ids; grade that shard again")
         loaded.append((path, data))
     if not loaded:
         raise GradingError("nothing to merge")

@@ -5,7 +5,8 @@ student's functions on arguments the grader chose. It judges nothing — the che
 grader (:mod:`autograder.grade`), which also treats every reply as untrusted data.
 
 Protocol: one JSON object per line. Requests arrive on the worker's standard input, replies leave
-on the file descriptor named by its first argument (the second is the output cap) (both are moved to private descriptors at start, and standard input becomes
+on the file descriptor named by its first argument (the second is the output cap, the third the
+folders to import the course's packages from, the fourth the longest reply line) (both are moved to private descriptors at start, and standard input becomes
 ``/dev/null``, so a cell that reads input gets nothing). Every reply carries the request's ``id``.
 
 * ``{"op": "run_cell", "id": n, "code": "..."}`` → ``ok``, ``ename``/``evalue``/``traceback`` when
@@ -32,8 +33,10 @@ import sys
 import time
 
 OUTPUT_LIMIT = int(sys.argv[2]) if len(sys.argv) > 2 else 65536  # characters kept per stream
-# the folders holding the packages the sandbox mounts (dgm, coursework), first on the import path
+# the folder holding the packages the sandbox mounts (dgm, coursework), first on the import path
 sys.path[:0] = [p for p in (sys.argv[3].split(os.pathsep) if len(sys.argv) > 3 else []) if p]
+#: the longest reply line the grader accepts; a longer reply is replaced by an error reply
+REPLY_LIMIT = int(sys.argv[4]) if len(sys.argv) > 4 else 4 * 2**20
 
 
 class Capped(io.TextIOBase):
@@ -98,7 +101,12 @@ def main() -> None:
     os.close(null)
 
     def reply(obj: dict) -> None:
-        replies.write(json.dumps(obj, allow_nan=False).encode("utf-8") + b"\n")
+        data = json.dumps(obj, allow_nan=False).encode("utf-8") + b"\n"
+        if len(data) > REPLY_LIMIT:  # the grader would kill a longer line: say what happened instead
+            data = json.dumps({"id": obj.get("id"), "ok": False,
+                               "error": f"the reply ({len(data):,} bytes) is larger than the grader accepts "
+                                        f"({REPLY_LIMIT:,} bytes); return less data"}).encode("utf-8") + b"\n"
+        replies.write(data)
 
     start = time.perf_counter()
     import torch
@@ -160,8 +168,10 @@ def main() -> None:
                     outcome = invoke_local(fn, args, grad)
                     value = wire.encode(outcome.value)
                     grads = None if outcome.grads is None else [wire.encode(g) for g in outcome.grads]
+                    # the arguments as the call left them: the grader compares them with what it sent
+                    after = None if grad is not None else [wire.encode(a) for a in args]
                 reply({"id": rid, "ok": True, "value": value, "error_type": outcome.error_type,
-                       "error_message": outcome.error_message, "stage": outcome.stage, "mutated": outcome.mutated,
+                       "error_message": outcome.error_message, "stage": outcome.stage, "args_after": after,
                        "grads": grads, "differentiable": outcome.differentiable, **cap.fields()})
             else:
                 reply({"id": rid, "ok": False, "error": f"unknown op {op!r}"})

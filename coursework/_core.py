@@ -101,8 +101,7 @@ def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = N
         return outcome
     outcome.value = out
     if grad is None:
-        outcome.mutated = any(isinstance(a, torch.Tensor) and (a.shape != c.shape or not torch.equal(a.detach(), c))
-                              for a, c in zip(args, copies))
+        outcome.mutated = any(isinstance(c, torch.Tensor) and not same_tensor(a, c) for a, c in zip(args, copies))
         return outcome
     sel = out
     if isinstance(out, tuple):  # a tuple output: its item ``grad.output``, by default the first
@@ -158,6 +157,9 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
         ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")
     if grad is None:
         return outcome.value
+    if outcome.differentiable and not _gradients_fit(outcome.grads, args, grad):
+        ctx.fail(f"{where}: the gradients of your result could not be read (one per input asked for, each "
+                 "a tensor shaped like its input); keep everything in torch")
     return outcome.value, (outcome.grads if outcome.differentiable else None)
 
 
@@ -205,6 +207,31 @@ def expect_pair(ctx: Ctx, out: Any, where: str) -> tuple[Any, Any]:
     return out
 
 
+def _gradients_fit(grads: Any, args: Sequence[Any], grad: GradRequest) -> bool:
+    """Whether ``grads`` — what the student's side reported — has exactly one entry per target of
+    ``grad`` (the inputs, then the parameters of ``args[grad.params_of]``), each None (no
+    dependence) or a plain tensor of its target's shape and dtype. Checked here, on the grader's
+    own copies of the arguments: a patched ``torch.autograd.grad`` in the student's process
+    cannot make a missing gradient look checked."""
+    targets = [args[i] for i in grad.inputs]
+    if grad.params_of is not None:
+        targets += list(args[grad.params_of].parameters())
+    if type(grads) is not list or len(grads) != len(targets):  # noqa: E721
+        return False
+    return all(g is None or (type(g) is torch.Tensor and g.shape == t.shape and g.dtype == t.dtype)  # noqa: E721
+               for g, t in zip(grads, targets))
+
+
+def same_tensor(a: Any, b: torch.Tensor) -> bool:
+    """``a`` is a plain tensor equal to ``b`` in shape, dtype and every element (NaN equals NaN)."""
+    if type(a) is not torch.Tensor or a.shape != b.shape or a.dtype != b.dtype:  # noqa: E721
+        return False
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return bool(torch.equal(a, b))
+
+
 def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torch.Tensor], wrt: Sequence[int],
                           where: str, output: int | None = None) -> None:
     """The student's output (item ``output`` of a tuple, if given) is differentiable and the
@@ -216,75 +243,41 @@ def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torc
     theirs = invoke_local(ref, args, GradRequest(inputs=tuple(wrt)))
     if theirs.grads is None:
         raise RuntimeError(f"the reference of {ctx.task} is not differentiable")
+    if len(mine) != len(theirs.grads):  # call() has checked the count: this is the reference's side
+        raise RuntimeError(f"the reference of {ctx.task} gave {len(theirs.grads)} gradients for {len(mine)}")
     for i, g, r in zip(wrt, mine, theirs.grads):
+        g = torch.zeros_like(args[i]) if g is None else g  # no dependence: a zero gradient
+        r = torch.zeros_like(args[i]) if r is None else r
         if type(g) is not torch.Tensor or g.shape != r.shape or g.dtype != r.dtype \
                 or not bool(torch.allclose(g, r, rtol=1e-6, atol=1e-8)):  # noqa: E721
             ctx.fail(f"{where}: the gradient with respect to argument {i + 1} is wrong")
 
 
-def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], *, depth: int = 3) -> None:
-    """Fail when ``fn`` uses a function or module from ``modules`` (e.g. ``"dgm.divergences"``).
+def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], allowed: Sequence[str] | None = None, *,
+                 depth: int = 3) -> None:
+    """Fail when ``fn`` (or what it reaches) uses anything outside its task's allow-list.
 
-    Reads the names the function's code (and its nested code, and the notebook functions it
-    calls, up to ``depth``) refers to, and what they are bound to in its globals and closure:
-    a name bound to a forbidden function or module, or ``pkg.sub.name`` access through a
-    forbidden module's package, fails the task. A reference implementation re-exported under
-    another name is caught too, because the object's ``__module__`` is what counts.
+    ``allowed``: the modules the task allows (default: :data:`coursework._allowlist.DEFAULT_ALLOWED`,
+    ``math`` and ``torch``); ``modules``: the chapter's forbidden ones, refused inside allowed ones
+    too (``torch.distributions``). Besides those modules an answer may use the notebook's own names
+    and builtins that are not dynamic; dynamic code (``exec``, ``getattr`` with a computed name,
+    ``sys.modules``, ``importlib``, ``__dict__``...) fails. The rule is :mod:`coursework._allowlist`:
+    an answer in a grading sandbox is judged from its notebook's sources
+    (``fn.forbidden_uses(forbidden, allowed)``, :class:`autograder.runner.RemoteFunction`); one in this
+    process from its source or byte code and the objects its names are bound to now, the same rule.
+    ``depth`` is kept for callers of the old rule: every notebook function reached is read.
     """
-    import types
+    from coursework._allowlist import DEFAULT_ALLOWED, live_uses
 
-    static = getattr(type(fn), "forbidden_uses", None)
-    if static is not None:  # an answer in a grading sandbox: read its source instead
-        uses = fn.forbidden_uses(tuple(modules))
-        if uses:
-            ctx.fail(f"your answer uses {uses[0]}; implement it yourself (the exercise rules list what you may call)")
-        return
-
-    def names_of(code):
-        yield from code.co_names
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                yield from names_of(const)
-
-    def origin(obj) -> str:
-        if isinstance(obj, types.ModuleType):
-            return obj.__name__
-        return getattr(obj, "__module__", None) or ""
-
-    def bad(name: str) -> bool:
-        return any(name == m or name.startswith(m + ".") for m in modules)
-
-    seen: set[int] = set()
-
-    def visit(f, level: int) -> None:
-        code = getattr(f, "__code__", None)
-        if code is None or id(f) in seen:
-            return
-        seen.add(id(f))
-        env = dict(getattr(f, "__globals__", {}))
-        for var, cell in zip(code.co_freevars, f.__closure__ or ()):
-            try:
-                env[var] = cell.cell_contents
-            except ValueError:
-                pass
-        names = set(names_of(code)) | set(code.co_freevars)
-        for name in names:
-            if name not in env:
-                continue
-            obj = env[name]
-            if bad(origin(obj)):
-                ctx.fail(f"your answer uses {origin(obj)}.{getattr(obj, '__name__', name)}; "
-                         "implement it yourself (the exercise rules list what you may call)")
-            if isinstance(obj, types.ModuleType):
-                for m in modules:
-                    top, _, rest = m.partition(".")
-                    if obj.__name__ == top and rest and rest.split(".")[-1] in names:
-                        ctx.fail(f"your answer uses {m}; implement it yourself (the exercise rules list what "
-                                 "you may call)")
-            if level < depth and isinstance(obj, types.FunctionType) and obj.__module__ == getattr(fn, "__module__", None):
-                visit(obj, level + 1)
-
-    visit(fn, 0)
+    allowed = DEFAULT_ALLOWED if allowed is None else tuple(allowed)
+    if getattr(type(fn), "forbidden_uses", None) is not None:  # an answer in a grading sandbox: read its source
+        uses = fn.forbidden_uses(tuple(modules), allowed)
+    else:
+        uses = live_uses(fn, allowed=allowed, forbidden=tuple(modules))
+    if uses:
+        more = f" (and {len(uses) - 1} more: {'; '.join(uses[1:4])}{'; ...' if len(uses) > 4 else ''})" \
+            if len(uses) > 1 else ""
+        ctx.fail(f"your answer uses {uses[0]}{more}; implement it yourself (the exercise rules list what you may call)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,15 +323,53 @@ def close(a: Sequence[float], b: Sequence[float], rel: float = 1e-7, abs_: float
                for x, y in zip(a, b))
 
 
+@dataclass(frozen=True)
+class IntegralRule:
+    """What the steps of a derivation whose start is an integral may do with integrals.
+
+    Every integrand must be ``weight`` times a combination Σ a_k m_k of the ``parts`` m_k (for the KL
+    of two Gaussians: q(z) times 1, (z − μ_q)² and (z − μ_p)²), whose integrals ∫ weight·m_k are the
+    facts the task text lists. :func:`expect_derivation` reads each step's coefficients a_k (the
+    integrals weighed by the factors in front of them) numerically, at the values ``at(point)`` of the
+    integration variable, and requires, from one step to the next, each coefficient to stay the same
+    (the integral is kept, its integrand maybe rewritten) or to become 0 (that part was worked out with
+    its fact). So a step cannot wrap a result in a new integral (``∫ q·RESULT dz``: the coefficient of
+    1 changes), and in the last step that has integrals each integral must be one fact alone, so that
+    the closed form only substitutes the facts' values (no ``.doit()`` of a whole integral).
+
+    Args:
+        var: the name of the integration variable (``"z"``).
+        limits: the start's ``(lower, upper)`` limits (SymPy numbers, e.g. ``(-sp.oo, sp.oo)``).
+        weight: SymPy expression of the density the integrals average over (``q``; ``1`` on (0, 1)).
+        parts: ``((m, fact), ...)``: SymPy expressions m_k of the variable and the parameters, and the
+            text of their facts (``"∫ q·(z - mu_q)**2 dz = sigma_q**2"``).
+        at: point → the values of the variable at which integrands are compared (at least
+            ``len(parts) + 2``, spread where the weight is not negligible).
+        describe: what every integrand must be, for messages (``"q(z) times a quadratic in z"``).
+    """
+
+    var: str
+    limits: tuple
+    weight: Any
+    parts: tuple
+    at: Callable[[Mapping[str, float]], Sequence[float]]
+    describe: str
+
+
 def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points: Sequence[Mapping[str, float]],
                       target: Callable[[Mapping[str, float]], float], start_name: str,
-                      not_in_result: Sequence = (), min_steps: int = 3) -> None:
+                      not_in_result: Sequence = (), min_steps: int = 3, integrals: IntegralRule | None = None) -> None:
     """A list of SymPy expressions in which every step equals the previous one.
 
     Checks, in order: a list of at least ``min_steps`` SymPy expressions; only ``symbols`` occur
-    free; step 0 equals ``start``; each step equals the one before at every point of ``points``;
-    the last step contains no integral and none of ``not_in_result``; and its value equals
-    ``target(point)`` (computed by an independent route, e.g. ``dgm``'s torch implementation).
+    free; step 0 is ``start`` itself (the same expression, symbols matched by name); no step repeats
+    the one before; when the start is an integral, an intermediate step still has one, and once a
+    step has none no later step has one (a start without integrals: no step has one); each step
+    equals the one before at every point of ``points``; the last step contains no integral and none
+    of ``not_in_result``; the integrals follow ``integrals`` (:class:`IntegralRule`: the integrand
+    parts only kept or worked out with the facts, one fact per integral before the closed form); and
+    the last step's value equals ``target(point)`` (computed by an independent route, e.g. ``dgm``'s
+    torch implementation).
     """
     import sympy as sp
 
@@ -354,6 +385,10 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
         extra = {x.name for x in s.free_symbols} - allowed
         if extra:
             ctx.fail(f"step {i} uses symbols outside the exercise's: {sorted(extra)}")
+    # step 0 is the start itself, not merely equal to it: a chain that starts at the result proves nothing
+    if _by_name(steps[0]) != _by_name(start):
+        ctx.fail(f"step 0 must be the starting expression {start_name} itself, unchanged (put it first as it is; "
+                 "your own rewriting of it is step 1)")
     # compared after SymPy's automatic simplification, so `Mul(1, step, evaluate=False)` is no new step
     reprs = [sp.srepr(_evaluated(s)) for s in steps]
     for i in range(1, len(steps)):
@@ -361,6 +396,14 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
             ctx.fail(f"step {i} repeats step {i - 1}; each step must rewrite the one before")
     if start.has(sp.Integral) and not any(s.has(sp.Integral) for s in steps[1:-1]):
         ctx.fail("work the integral out in steps: at least one intermediate step must still contain an integral")
+    if not start.has(sp.Integral):
+        for i, s in enumerate(steps):
+            if s.has(sp.Integral):
+                ctx.fail(f"step {i} contains an integral; this derivation has none (rewrite the expression itself)")
+    for i in range(1, len(steps)):
+        if steps[i].has(sp.Integral) and not steps[i - 1].has(sp.Integral):
+            ctx.fail(f"step {i} contains an integral after step {i - 1} had worked them all out; once the "
+                     "integrals are gone, later steps must not bring one back")
     values = [[numeric(s, p) for p in points] for s in steps]
     if not close(values[0], [numeric(start, p) for p in points]):
         ctx.fail(f"step 0 must be the starting expression {start_name}")
@@ -375,9 +418,108 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
     if last.has(sp.Integral) or names & {s.name for s in not_in_result}:
         ctx.fail("the last step must be a closed form: no integral"
                  + (f" and no {', '.join(s.name for s in not_in_result)}" if not_in_result else ""))
+    if integrals is not None and start.has(sp.Integral):
+        _expect_integral_bookkeeping(ctx, steps, integrals, points)
     for p, v in zip(points, values[-1]):
         if not math.isclose(v, target(p), rel_tol=1e-7, abs_tol=1e-9):
             ctx.fail("the final expression is not the quantity asked for")
+
+
+def _by_name(expr):
+    """``expr`` after SymPy's automatic evaluation, every symbol (bound ones too) replaced by a plain symbol
+    of the same name, as a string: equal for the same expression built from symbols of the same names."""
+    import sympy as sp
+
+    e = _evaluated(expr)
+    return sp.srepr(e.xreplace({s: sp.Symbol(s.name) for s in e.atoms(sp.Symbol)}))
+
+
+def _expect_integral_bookkeeping(ctx: Ctx, steps: Sequence, rule: IntegralRule,
+                                 points: Sequence[Mapping[str, float]]) -> None:
+    """The checks of :class:`IntegralRule` (see there) on a chain already known to be equal step by step."""
+    facts = "; ".join(fact for _, fact in rule.parts)
+    per_step = [_integral_parts(ctx, i, s, rule, points) for i, s in enumerate(steps)]
+    for i in range(1, len(steps)):
+        for before, after in zip(per_step[i - 1][0], per_step[i][0]):
+            for a, b in zip(before, after):
+                scale = 1 + abs(a) + abs(b)
+                if abs(b - a) > 1e-12 * scale and abs(b) > 1e-12 * scale:
+                    ctx.fail(f"step {i} changes what is integrated: each integrand is {rule.describe}, and from "
+                             "one step to the next each of those parts must stay as it is or be replaced by its "
+                             f"value from the facts ({facts}); a result wrapped in a new integral (the weight "
+                             f"times something free of {rule.var}) is no step")
+    last = max(i for i, s in enumerate(steps) if per_step[i][1])
+    for per_point in per_step[last][1]:
+        for node in per_point:
+            if sum(bool(abs(a) > 1e-12 * (1 + sum(abs(b) for b in node))) for a in node) > 1:
+                ctx.fail(f"step {last} is the last step with integrals, so each of its integrals must be one of "
+                         f"the facts ({facts}), times factors free of {rule.var}: split the integrals (linearity) "
+                         "before the closed form, which then only substitutes the facts' values")
+
+
+def _integral_parts(ctx: Ctx, i: int, step, rule: IntegralRule, points: Sequence[Mapping[str, float]]):
+    """(coefficients of the whole step, coefficients of each integral) at each point, in the basis
+    ``rule.parts``: the step is R + Σ_j c_j ∫ g_j d(var) with R, c_j free of the integrals, and
+    Σ_j c_j g_j = weight · Σ_k a_k m_k. Fails the task where a step does not have that form."""
+    import sympy as sp
+
+    nodes = sorted(step.atoms(sp.Integral), key=sp.default_sort_key)
+    n = len(rule.parts)
+    if not nodes:
+        return [[sp.Float(0)] * n for _ in points], []
+    lower, upper = rule.limits
+    for node in nodes:
+        lims = node.limits
+        ok = len(lims) == 1 and len(lims[0]) == 3 and lims[0][0].name == rule.var
+        if ok:
+            try:
+                ok = float(lims[0][1]) == float(lower) and float(lims[0][2]) == float(upper)
+            except (TypeError, ValueError):
+                ok = False
+        if not ok:
+            ctx.fail(f"step {i}: every integral must be over {rule.var} from {lower} to {upper}, like the start's")
+        if node.function.has(sp.Integral):
+            ctx.fail(f"step {i}: integrals must not be nested")
+    dummies = [sp.Dummy(f"J{k}") for k in range(len(nodes))]
+    linear = step.xreplace(dict(zip(nodes, dummies)))
+    factors = [sp.diff(linear, d) for d in dummies]
+    if any(f.has(*dummies) for f in factors):
+        ctx.fail(f"step {i}: integrals may only be added and multiplied by factors free of {rule.var} "
+                 f"(R + c·∫ ... d{rule.var} + ...)")
+
+    def evaluate(expr, point, var_value=None):
+        subs = {s: sp.Float(point[s.name], 45) for s in expr.free_symbols if s.name in point}
+        if var_value is not None:
+            subs.update({s: sp.Float(var_value, 45) for s in expr.free_symbols if s.name == rule.var})
+        value = sp.N(expr.xreplace(subs), 40)
+        if not isinstance(value, sp.Float):  # a symbol left over, a complex number, nan or oo
+            raise ValueError(f"not a real number: {value}")
+        return value
+
+    whole, per_node = [], []
+    for point in points:
+        zs = list(rule.at(point))
+        basis = sp.Matrix([[evaluate(m, point, z) for m, _ in rule.parts] for z in zs])
+        normal = basis.T * basis
+        weights = [evaluate(rule.weight, point, z) for z in zs]
+        total = [sp.Float(0)] * n
+        nodes_here = []
+        for node, factor in zip(nodes, factors):
+            try:
+                c = evaluate(factor, point)
+                g = [evaluate(node.function.xreplace({node.limits[0][0]: sp.Symbol(rule.var)}), point, z) for z in zs]
+                h = sp.Matrix([gz / wz for gz, wz in zip(g, weights)])
+                coef = normal.LUsolve(basis.T * h)   # least squares: the parts at more points than parts
+                residual = (basis * coef - h).norm()
+            except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
+                ctx.fail(f"step {i}: an integrand could not be evaluated; every integrand must be {rule.describe}")
+            if residual > sp.Float("1e-20") * (1 + h.norm()):
+                ctx.fail(f"step {i}: every integrand must be {rule.describe}")
+            nodes_here.append([coef[k] for k in range(n)])
+            total = [t + c * coef[k] for k, t in enumerate(total)]
+        whole.append(total)
+        per_node.append(nodes_here)
+    return whole, per_node
 
 
 def _evaluated(expr):
@@ -402,12 +544,3 @@ def derivation_steps_report(steps: Sequence, point: Mapping[str, float]) -> None
         flag = "" if prev is None else ("  = previous" if close([v], [prev]) else "  <-- differs from the previous step")
         print(f"step {i}: {v:.10g}{flag}")
         prev = v
-
-
-def random_points(ctx: Ctx, ranges: Mapping[str, tuple[float, float]], n: int = 3) -> list[dict[str, float]]:
-    """``n`` points drawn uniformly from ``ranges`` (name -> (low, high)) with the context's generator."""
-    pts = []
-    for _ in range(n):
-        u = torch.rand(len(ranges), generator=ctx.gen, dtype=torch.float64)
-        pts.append({k: float(lo + (hi - lo) * u[i]) for i, (k, (lo, hi)) in enumerate(ranges.items())})
-    return pts

@@ -25,7 +25,6 @@ from coursework._core import (
     expect_same_gradients,
     expect_tensor,
     numeric,
-    random_points,
 )
 
 #: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch07 import ...``)
@@ -57,6 +56,23 @@ def _visible_betas() -> torch.Tensor:
 
 def _random_betas(ctx: Ctx, T: int) -> torch.Tensor:
     return ctx.uniform(1e-3, 0.25, T).sort().values
+
+
+def _extreme_betas(ctx: Ctx, T: int) -> torch.Tensor:
+    """A non-decreasing schedule (T >= 3) mixing kinds for every seed: β_1 in [1e-6, 1e-5] (ᾱ_1 within 1e-5
+    of 1), β_T in [0.6, 0.9] (ᾱ_T far below 1e-2), and log-uniform values from 1e-5 to 0.5 between."""
+    middle = torch.exp(ctx.uniform(math.log(1e-5), math.log(0.5), T - 2))
+    ends = torch.stack([ctx.uniform(1e-6, 1e-5), ctx.uniform(0.6, 0.9)])
+    return torch.cat([ends[:1], middle, ends[1:]]).sort().values
+
+
+def _hard_schedule(ctx: Ctx, dtype) -> tuple[torch.Tensor, str]:
+    """(betas, label): :func:`_extreme_betas` (T = 12) for float64 data; for float32 data an ordinary random
+    schedule (T = 12) — a schedule cast to float32 before 1 - abar_t is formed (as the exercise's own solution
+    does) keeps no digit of 1 - abar_t = 1e-6, so the extreme schedule is checked in float64."""
+    if dtype == torch.float64:
+        return _extreme_betas(ctx, 12), "a schedule from beta = 1e-6 to 0.9"
+    return _random_betas(ctx, 12), "a random schedule (T = 12)"
 
 
 def _random_t(ctx: Ctx, B: int, T: int, *, low: int = 1) -> torch.Tensor:
@@ -112,10 +128,18 @@ def _q_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
         betas = _random_betas(ctx, T)
         x0, noise = ctx.randn(9, 4, dtype=dtype), ctx.randn(9, 4, dtype=dtype)
         compare(x0, _random_t(ctx, 9, T), noise, betas, f"random schedule, batch ({describe(x0)})")
+        betas, hard = _hard_schedule(ctx, dtype)
+        compare(ctx.randn(9, 4, dtype=dtype), _random_t(ctx, 9, 12), ctx.randn(9, 4, dtype=dtype), betas,
+                f"{hard}, every t, {dtype}")
+        compare(ctx.randn(6, dtype=dtype), _random_t(ctx, 6, 12), ctx.randn(6, dtype=dtype), betas,
+                f"data of shape (B,): no event dimensions ({dtype})")
     betas = _random_betas(ctx, 20)
     compare(ctx.randn(4, 3, 2, 2), _random_t(ctx, 4, 20), ctx.randn(4, 3, 2, 2), betas, "image-shaped batch (4, 3, 2, 2)")
+    compare(ctx.randn(3, 2), torch.ones(3, dtype=torch.long), ctx.randn(3, 2), _random_betas(ctx, 1), "T = 1 (one step)")
     expect_same_gradients(ctx, fn, ref, [ctx.randn(5, 3), _random_t(ctx, 5, 20), ctx.randn(5, 3), betas],
                           wrt=(0, 2), where="gradients with respect to x0 and noise")
+    expect_same_gradients(ctx, fn, ref, [ctx.randn(6, 2), _random_t(ctx, 6, 12), ctx.randn(6, 2), _extreme_betas(ctx, 12)],
+                          wrt=(0, 2), where="gradients with respect to x0 and noise, a schedule from 1e-6 to 0.9")
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,11 +189,20 @@ def _posterior(ctx: Ctx, fn: Callable, expected: Any) -> None:
         T = int(torch.randint(5, 60, (1,), generator=ctx.gen))
         betas = _random_betas(ctx, T)
         compare(ctx.randn(8, 3, dtype=dtype), ctx.randn(8, 3, dtype=dtype), _random_t(ctx, 8, T), betas,
-                f"random schedule (T = {T}) in {dtype}")
+                f"random schedule (T from 5 to 59) in {dtype}")
+        betas, hard = _hard_schedule(ctx, dtype)
+        compare(ctx.randn(9, 3, dtype=dtype), ctx.randn(9, 3, dtype=dtype), _random_t(ctx, 9, 12), betas,
+                f"{hard}, every t, {dtype}")
+        compare(ctx.randn(6, dtype=dtype), ctx.randn(6, dtype=dtype), _random_t(ctx, 6, 12), betas,
+                f"data of shape (B,): no event dimensions ({dtype})")
     betas = _random_betas(ctx, 15)
     compare(ctx.randn(3, 2, 4), ctx.randn(3, 2, 4), _random_t(ctx, 3, 15), betas, "batch of shape (3, 2, 4)")
+    compare(ctx.randn(3, 2), ctx.randn(3, 2), torch.ones(3, dtype=torch.long), _random_betas(ctx, 1),
+            "T = 1 (beta~_1 = 0 and the mean is x_0)")
     expect_same_gradients(ctx, fn, ref, [ctx.randn(5, 3), ctx.randn(5, 3), _random_t(ctx, 5, 15), betas],
                           wrt=(0, 1), where="gradients of the mean with respect to x0 and xt")
+    expect_same_gradients(ctx, fn, ref, [ctx.randn(6, 2), ctx.randn(6, 2), _random_t(ctx, 6, 12), _extreme_betas(ctx, 12)],
+                          wrt=(0, 1), where="gradients of the mean, a schedule from 1e-6 to 0.9")
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,8 +264,25 @@ def _p_sample(ctx: Ctx, fn: Callable, expected: Any) -> None:
             betas = _random_betas(ctx, T)
             compare(ctx.randn(8, 3, dtype=dtype), _random_t(ctx, 8, T), betas, ctx.randn(8, 3, dtype=dtype), variance,
                     f"random schedule, {variance}, {dtype}")
+            betas, hard = _hard_schedule(ctx, dtype)
+            compare(ctx.randn(9, 3, dtype=dtype), _random_t(ctx, 9, 12), betas, ctx.randn(9, 3, dtype=dtype), variance,
+                    f"{hard}, every t, {variance}, {dtype}")
+            compare(ctx.randn(6, dtype=dtype), _random_t(ctx, 6, 12), betas, ctx.randn(6, dtype=dtype), variance,
+                    f"data of shape (B,): no event dimensions, {variance}, {dtype}")
     betas = _random_betas(ctx, 12)
     compare(ctx.randn(3, 2, 2), _random_t(ctx, 3, 12), betas, ctx.randn(3, 2, 2), "beta", "batch of shape (3, 2, 2)")
+    for variance in ("beta", "beta_tilde"):
+        compare(ctx.randn(3, 2), torch.ones(3, dtype=torch.long), _random_betas(ctx, 1), ctx.randn(3, 2), variance,
+                f"T = 1: the only step returns the mean ({variance})")
+
+    def ref(model, xt, t, betas, noise, variance):
+        return _diffusion(betas).p_sample(model, xt, t, noise=noise, variance=variance)
+
+    for variance in ("beta", "beta_tilde"):
+        for betas in (_random_betas(ctx, 12), _extreme_betas(ctx, 12)):
+            expect_same_gradients(ctx, fn, ref, [model, ctx.randn(6, 3), _random_t(ctx, 6, 12), betas, ctx.randn(6, 3),
+                                                 variance], wrt=(1, 4),
+                                  where=f"gradients with respect to xt and noise ({variance})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,9 +314,13 @@ def _vlb_weights(ctx: Ctx, fn: Callable, expected: Any) -> None:
         compare(_visible_betas(), "beta_tilde", "T = 10, sigma_t^2 = beta~_t")
         return
     for variance in ("beta", "beta_tilde"):
-        T = int(torch.randint(2, 200, (1,), generator=ctx.gen))
-        compare(_random_betas(ctx, T), variance, f"random schedule with T = {T}, {variance}")
-    compare(torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), "beta", "Ho et al.'s schedule (T = 1000)")
+        T = int(torch.randint(3, 200, (1,), generator=ctx.gen))
+        compare(_random_betas(ctx, T), variance, f"random schedule (T from 3 to 199), {variance}")
+        compare(_extreme_betas(ctx, 12), variance, f"a schedule from beta = 1e-6 to 0.9, {variance}")
+        # the edge cases the task text defines: T = 1 (sigma_1^2 = beta_1 for beta_tilde) and T = 2
+        compare(_random_betas(ctx, 1), variance, f"T = 1, {variance}")
+        compare(_random_betas(ctx, 2), variance, f"T = 2, {variance}")
+        compare(torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), variance, f"Ho et al.'s schedule (T = 1000), {variance}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +362,23 @@ def _optimal_eps(ctx: Ctx, fn: Callable, expected: Any) -> None:
     betas = _random_betas(ctx, 10)
     compare(40 * ctx.randn(4, 2), torch.ones(4, dtype=torch.long), ctx.randn(5, 2), betas, "far points at t = 1")
     compare(ctx.randn(3, 2, 3), _random_t(ctx, 3, 10), ctx.randn(4, 2, 3), betas, "image-shaped data (N, 2, 3)")
+    # far points among near ones in one batch, at t = 1 (densities underflow) and at later t
+    far = torch.cat([2 * ctx.randn(4, 3), ctx.uniform(60, 80, 3, 3), -ctx.uniform(60, 80, 3, 3)])
+    order = torch.randperm(10, generator=ctx.gen)
+    t = torch.cat([torch.ones(5, dtype=torch.long), _random_t(ctx, 5, 10)])[order]
+    compare(far[order], t, ctx.randn(6, 3), betas, "far points among near ones, t = 1 among later t")
+    compare(ctx.randn(5, 2), _random_t(ctx, 5, 10), ctx.randn(1, 2), betas, "one data point (N = 1)")
+    compare(ctx.randn(4, 2), torch.ones(4, dtype=torch.long), ctx.randn(3, 2), _random_betas(ctx, 1), "T = 1")
+    compare(ctx.randn(6), _random_t(ctx, 6, 10), ctx.randn(4), betas, "data of shape (N,): no event dimensions")
+    for dtype in (torch.float64, torch.float32):
+        betas, hard = _hard_schedule(ctx, dtype)
+        compare(ctx.randn(8, 3, dtype=dtype), _random_t(ctx, 8, 12), ctx.randn(5, 3, dtype=dtype), betas, f"{hard}, {dtype}")
+
+    def ref(xt, t, data, betas):
+        return _diffusion(betas).optimal_eps(xt, t, data, dtype=torch.float64).to(xt.dtype)
+
+    expect_same_gradients(ctx, fn, ref, [ctx.randn(6, 3), _random_t(ctx, 6, 10), ctx.randn(4, 3), _random_betas(ctx, 10)],
+                          wrt=(0, 2), where="gradients with respect to xt and data")
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,6 +430,24 @@ def _reference_posterior(p) -> tuple[float, float]:
     return float(mean), float(var)
 
 
+def _posterior_points(ctx: Ctx, n: int = 6) -> list[dict[str, float]]:
+    """``n`` (>= 4) points over the symbols' whole domain with every kind present for every seed: x, x_t
+    and x_0 of both signs (magnitudes 0.1 to 5), beta from 1e-3 to 0.95 and abar from 0.001 to 0.999
+    (log-uniform in beta and in 1 - abar), small and large alternating."""
+    def log_uniform(lo, hi):
+        return float(torch.exp(ctx.uniform(math.log(lo), math.log(hi))))
+
+    points = []
+    for k in range(n):
+        sign = lambda j: 1.0 if (k >> j) % 2 == 0 else -1.0  # noqa: E731 - x_0, x_t, x cycle through the signs
+        small = k % 2 == 0
+        points.append({"x": sign(2) * log_uniform(0.1, 5), "x_t": sign(1) * log_uniform(0.1, 5),
+                       "x_0": sign(0) * log_uniform(0.1, 5),
+                       "beta": log_uniform(1e-3, 0.05) if small else log_uniform(0.05, 0.95),
+                       "abar": 1 - (log_uniform(1e-3, 0.05) if not small else log_uniform(0.05, 0.999))})
+    return points
+
+
 @CHAPTER.derivation("posterior_derivation_steps", start=posterior_derivation_start, point=POSTERIOR_REPORT_POINT)
 def _posterior_derivation(ctx: Ctx, steps: Any, expected: Any) -> None:
     import sympy as sp
@@ -366,10 +455,10 @@ def _posterior_derivation(ctx: Ctx, steps: Any, expected: Any) -> None:
     x, *rest = posterior_symbols()
     start = posterior_derivation_start()
     if ctx.hidden:
-        points = random_points(ctx, {"x": (-2, 2), "x_t": (-2, 2), "x_0": (-2, 2), "beta": (0.02, 0.4),
-                                     "abar": (0.2, 0.95)})
+        points = _posterior_points(ctx)
     else:
-        points = [POSTERIOR_REPORT_POINT, {"x": -1.3, "x_t": 0.5, "x_0": -0.2, "beta": 0.05, "abar": 0.9}]
+        points = [POSTERIOR_REPORT_POINT, {"x": -1.3, "x_t": 0.5, "x_0": -0.2, "beta": 0.05, "abar": 0.9},
+                  {"x": 2.5, "x_t": -3.0, "x_0": -1.7, "beta": 0.8, "abar": 0.02}]
     expect_derivation(ctx, steps, start=start, symbols=(x, *rest), points=points,
                       target=lambda p: numeric(start, p), start_name="posterior_derivation_start()")
     # The last step must be the completed square: c·(a·x + b)² + (terms free of x).

@@ -61,12 +61,18 @@ class Task:
     run: Callable[[Ctx, Any, Any], None]
     chapter: "Chapter"
     references: tuple[str, ...] = ()
+    extra_allowed: tuple[str, ...] = ()
     start: Callable[[], Any] | None = None
     point: Mapping[str, float] | None = None
 
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """The modules an answer of kind ``function`` may use: its chapter's, plus this task's extras."""
+        return tuple(dict.fromkeys(self.chapter.allowed + self.extra_allowed))
+
     def __call__(self, ctx: Ctx, answer: Any, expected: Any) -> None:
         if self.kind == "function":
-            forbid_calls(ctx, answer, self.chapter.forbidden)
+            forbid_calls(ctx, answer, self.chapter.forbidden, self.allowed)
         self.run(ctx, answer, expected)
 
 
@@ -81,12 +87,15 @@ class Chapter:
         title: the chapter's title (used in listings and error messages).
         forbidden: modules (``"dgm.gan"``, ``"torch.distributions"``) that answers of kind
             ``function`` may not use.
+        allowed: the modules answers of kind ``function`` may use (default ``torch`` and ``math``;
+            a task adds its own with ``allowed=``); ``forbidden`` wins inside an allowed module.
     """
 
     number: int
     assignment: str
     title: str
     forbidden: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ("math", "torch")
     tasks: dict[str, Task] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +107,9 @@ class Chapter:
         if isinstance(self.forbidden, str) or not all(isinstance(m, str) and m for m in self.forbidden):
             raise ValueError(f"Chapter forbidden must be a tuple of module names; got {self.forbidden!r}")
         self.forbidden = tuple(self.forbidden)
+        if isinstance(self.allowed, str) or not all(isinstance(m, str) and m for m in self.allowed):
+            raise ValueError(f"Chapter allowed must be a tuple of module names; got {self.allowed!r}")
+        self.allowed = tuple(self.allowed)
         if self.assignment in CHAPTERS:
             raise ValueError(f"chapter {self.assignment!r} is declared twice")
         CHAPTERS[self.assignment] = self
@@ -113,16 +125,18 @@ class Chapter:
         TASKS[name] = self.tasks[name] = found
         return found
 
-    def function(self, name: str, *, references: Sequence[str]) -> Callable:
+    def function(self, name: str, *, references: Sequence[str], allowed: Sequence[str] = ()) -> Callable:
         """Register the decorated ``checks(ctx, fn, expected)`` as task ``name``: the student writes a
         function re-implementing ``references`` (``"module:qualname"``; several where the checks
-        use several, or where the public function hands its work to a private helper)."""
+        use several, or where the public function hands its work to a private helper); ``allowed``
+        adds modules to the chapter's allowed ones for this task."""
         references = (references,) if isinstance(references, str) else tuple(references)
+        allowed = (allowed,) if isinstance(allowed, str) else tuple(allowed)
         if not references or not all(isinstance(r, str) and ":" in r for r in references):
             raise ValueError(f"task {name!r}: references must be 'module:qualname' strings; got {references!r}")
 
         def register(checks: Callable) -> Callable:
-            self._register(name, "function", checks, references=references)
+            self._register(name, "function", checks, references=references, extra_allowed=allowed)
             return checks
         return register
 

@@ -62,10 +62,11 @@ def allow_reference_calls(request, monkeypatch):
     rule itself (marked ``forbid_rule``)."""
     if not request.node.path.name.startswith("test_checks") or "forbid_rule" in request.keywords:
         return
-    from coursework import chapters
+    from coursework import chapters, registry
 
     for chapter in chapters().values():
         monkeypatch.setattr(chapter, "forbidden", ())
+    monkeypatch.setattr(registry, "forbid_calls", lambda *args, **kwargs: None)   # the allow-list too
 
 
 def expect_check_fails(task, answer, suite="visible", match=None):
@@ -91,3 +92,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("seed sweep: every recorded chapter result, per member")
     terminalreporter.write_line(table)
     terminalreporter.write_line(f"(also in {SWEEP_DIR / 'table.md'})")
+
+
+#: what to run when a system tool the tests need is missing (make test tries it first)
+INSTALL_HINT = "run `make system-deps` (Debian/Ubuntu: sudo apt-get install bubblewrap chromium)"
+
+
+def require_sandbox() -> None:
+    """Fail — never skip — when grading's sandbox cannot run here, saying how to install it: a
+    machine without it must not end green while the grading tests did not run."""
+    from autograder.sandbox import SandboxUnavailable, check_available
+
+    try:
+        check_available()
+    except SandboxUnavailable as err:
+        pytest.fail(f"grading needs its sandbox, which cannot run here: {err}. To install it, {INSTALL_HINT}",
+                    pytrace=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import require_sandbox
 from autograder.benchmark import (
     MIX,
     build_class,
@@ -33,7 +34,6 @@ from autograder.benchmark import (
 )
 from autograder.course import REPO_ROOT
 from autograder.samples import load_mutants, solution_answers
-from autograder.sandbox import SandboxUnavailable, check_available
 import benchmarks.__main__ as bench
 from benchmarks import grading as bench_grading
 from benchmarks.notebooks import chapter_notebooks, solution_notebooks
@@ -44,10 +44,8 @@ ASSIGNMENT = "01-elbo"
 
 
 def _sandbox_or_skip() -> None:
-    try:
-        check_available()
-    except SandboxUnavailable as err:
-        pytest.skip(f"grading needs its sandbox: {err}")
+    """Fail (never skip) without the sandbox, saying how to install it."""
+    require_sandbox()
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 6, 40, 200, 201])

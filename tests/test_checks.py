@@ -18,7 +18,7 @@ from conftest import expect_check_fails as _fails
 from dgm import divergences as dv
 from dgm import linear_gaussian as lg
 from dgm import mixtures
-from coursework import TASKS, CheckFailed
+from coursework import TASKS, CheckFailed, run_check
 from coursework.ch01 import check, derivation_report, kl_derivation_start, kl_symbols
 from dgm.distributions import gaussian_log_prob
 
@@ -27,7 +27,7 @@ SUITES = ("visible", "hidden")
 
 def kl_mc(mq, lq, mp, lp, S, generator, *, from_p=False, se_scale=1.0):
     """A Monte Carlo KL written for these tests (sampling and averaging done by hand)."""
-    shape = torch.broadcast_shapes(mq.shape, lq.shape)
+    shape = torch.broadcast_shapes(mq.shape, lq.shape, mp.shape, lp.shape)
     eps = torch.randn((S, *shape), generator=generator, dtype=mq.dtype)
     z = (mp + torch.exp(0.5 * lp) * eps) if from_p else (mq + torch.exp(0.5 * lq) * eps)
     f = gaussian_log_prob(z, mq, lq) - gaussian_log_prob(z, mp, lp)
@@ -288,7 +288,7 @@ def test_visible_suite_is_deterministic():
     seen = []
 
     def spy(mq, lq, mp, lp, S, gen):
-        seen.append((mq.clone(), torch.randn(3, generator=gen)))
+        seen.append((mq.clone(), torch.tensor(gen.initial_seed())))  # drawing here would change the samples
         return kl_mc(mq, lq, mp, lp, S, gen)
 
     check("kl_monte_carlo", spy)
@@ -371,3 +371,214 @@ def test_a_derivation_step_that_only_wraps_the_previous_one_is_no_step():
     for wrapped in (sp.Mul(1, steps[0], evaluate=False), sp.Add(steps[0], 0, evaluate=False)):
         with pytest.raises(CheckFailed, match="repeats step 0"):
             check("kl_derivation_steps", [steps[0], wrapped, steps[-1]])
+
+
+# --- the hidden suite covers the whole specification (issue 11): right alternatives pass, the
+# --- reviewer's wrong-but-plausible answers fail ----------------------------------------------------
+
+def _kl_by_variances(mq, lq, mp, lp):
+    """The same KL with different algebra: variances first, log of a ratio, means' term apart."""
+    vq, vp = torch.exp(lq), torch.exp(lp)
+    return 0.5 * (torch.log(vp / vq) + vq / vp + (mq - mp).pow(2) / vp - 1).sum(-1)
+
+
+def _posterior_by_solve(x, W, b, s2):
+    """The posterior through a linear solve and a Cholesky factor instead of an inverse."""
+    K = W.shape[1]
+    precision = torch.eye(K, dtype=W.dtype) + W.T @ W / s2
+    L = torch.linalg.cholesky(precision)
+    cov = torch.cholesky_inverse(L)
+    mean = torch.linalg.solve(precision, ((x - b) @ W / s2).unsqueeze(-1)).squeeze(-1)
+    return mean, cov
+
+
+def _elbo_by_cholesky(x, m, S, W, b, s2):
+    """The ELBO with log det and the trace through a Cholesky factor of q_cov."""
+    D, K = W.shape
+    L = torch.linalg.cholesky(S)
+    trace = (W @ L).pow(2).sum((-1, -2))
+    residual = x - m @ W.T - b
+    log_lik = -0.5 * D * (math.log(2 * math.pi) + torch.log(s2)) - (residual.pow(2).sum(-1) + trace) / (2 * s2)
+    kl = 0.5 * (L.pow(2).sum((-1, -2)) + m.pow(2).sum(-1) - K) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return log_lik - kl
+
+
+def _responsibilities_by_logsumexp(x, w, m, lv):
+    log_joint = torch.log(w) + gaussian_log_prob(x.unsqueeze(-2), m, lv)
+    return torch.exp(log_joint - torch.logsumexp(log_joint, -1, keepdim=True))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize(("task", "answer"), [("gaussian_kl_diag", _kl_by_variances),
+                                              ("lg_posterior", _posterior_by_solve),
+                                              ("lg_elbo", _elbo_by_cholesky),
+                                              ("mixture_responsibilities", _responsibilities_by_logsumexp)])
+def test_equivalent_algebra_passes(task, answer, suite):
+    for seed in range(4):
+        run_check(task, answer, suite=suite, seed=seed)
+
+
+def _kl_p_expanded(mq, lq, mp, lp):
+    return dv.gaussian_kl(mq, lq, mp.expand_as(mq), lp.expand_as(lq))
+
+
+def _kl_smaller_expanded(mq, lq, mp, lp):
+    if mp.dim() <= mq.dim():
+        return dv.gaussian_kl(mq, lq, mp.expand_as(mq), lp.expand_as(mq))
+    return dv.gaussian_kl(mq.expand_as(mp), lq.expand_as(mp), mp, lp)
+
+
+def test_every_broadcast_direction_of_the_kl_is_run():
+    """p with the larger batch, and q and p both batched, broadcasting against each other."""
+    _fails("gaussian_kl_diag", _kl_p_expanded, "hidden", "one q \\(3,\\) against a batch of p")
+    _fails("gaussian_kl_diag", _kl_p_expanded, "visible", "one q against a batch of 4 p")
+    _fails("gaussian_kl_diag", _kl_smaller_expanded, "hidden", "both batched")
+
+
+def _closed_form_plus_noise(mq, lq, mp, lp, S, gen):
+    """Exact KL + exact SE times one seeded normal draw: unbiased, reproducible, seed-dependent."""
+    vq, vp, d = torch.exp(lq), torch.exp(lp), mq - mp
+    exact = dv.gaussian_kl(mq, lq, mp, lp)
+    sd = torch.sqrt((0.5 * (vq / vp - 1) ** 2 + d**2 * vq / vp**2).sum(-1))
+    se = sd / math.sqrt(S)
+    return exact + se * torch.randn(exact.shape, generator=gen, dtype=exact.dtype), se
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_monte_carlo_must_be_the_documented_sampling(suite):
+    _fails("kl_monte_carlo", _closed_form_plus_noise, suite, "not the average of log q\\(z\\) - log p\\(z\\)")
+
+
+def test_monte_carlo_samples_of_q_shape_alone_fail_when_p_has_the_larger_batch():
+    def q_shape(mq, lq, mp, lp, S, gen):
+        eps = torch.randn((S, *torch.broadcast_shapes(mq.shape, lq.shape)), generator=gen, dtype=mq.dtype)
+        z = mq + torch.exp(0.5 * lq) * eps
+        f = gaussian_log_prob(z, mq, lq) - gaussian_log_prob(z, mp, lp)
+        return f.mean(0), f.std(0) / math.sqrt(S)
+    check("kl_monte_carlo", q_shape)   # every visible case has q's batch: the same samples
+    _fails("kl_monte_carlo", q_shape, "hidden", "against a batch of p")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_monte_carlo_biased_standard_deviation_fails(suite):
+    def biased(mq, lq, mp, lp, S, gen):
+        est, se = kl_mc(mq, lq, mp, lp, S, gen)
+        return est, se * math.sqrt((S - 1) / S)
+    _fails("kl_monte_carlo", biased, suite, "unbiased")
+
+
+def test_monte_carlo_gradients_of_estimate_and_standard_error_are_checked():
+    _fails("kl_monte_carlo", lambda *a: tuple(t.detach() for t in kl_mc(*a)), "hidden", "differentiabl")
+    def se_detached(*args):
+        est, se = kl_mc(*args)
+        return est, se.detach()
+    _fails("kl_monte_carlo", se_detached, "hidden", "gradients of the standard error")
+
+
+def test_sigma2_as_a_python_float_loses_its_gradient():
+    def posterior_float(x, W, b, s2):
+        return lg.posterior(x, W, b, float(s2.detach()))
+
+    def elbo_float(x, m, S, W, b, s2):
+        return lg.elbo(x, m, S, W, b, float(s2.detach()))
+
+    _fails("lg_posterior", posterior_float, "hidden", "gradients of the mean: the gradient with respect to argument 4")
+    _fails("lg_elbo", elbo_float, "hidden", "the gradient with respect to argument 6")
+    check("lg_posterior", posterior_float)   # the visible suite sees values only
+    check("lg_elbo", elbo_float)
+
+
+def test_gradients_of_w_and_b_are_checked():
+    _fails("lg_posterior", lambda x, W, b, s2: lg.posterior(x, W.detach(), b, s2), "hidden", "argument 2")
+    _fails("lg_elbo", lambda x, m, S, W, b, s2: lg.elbo(x, m, S, W, b.detach(), s2), "hidden", "argument 5")
+
+
+def test_responsibilities_with_a_batch_level_switch_fail_on_mixed_batches():
+    def switch(x, w, m, lv):
+        log_joint = torch.log(w) + gaussian_log_prob(x.unsqueeze(-2), m, lv)
+        if bool((log_joint.max(-1).values < -700).all()):   # every point far: log space
+            return torch.softmax(log_joint, -1)
+        joint = torch.exp(log_joint)
+        return joint / joint.sum(-1, keepdim=True)
+    for seed in range(8):
+        with pytest.raises(CheckFailed, match="far points among ordinary ones"):
+            run_check("mixture_responsibilities", switch, suite="hidden", seed=seed)
+
+
+# --- derivations: what a step may do with integrals ------------------------------------------------
+
+def _kl_parts():
+    z, mq, mp, sq, spp = kl_symbols()
+    q = sp.exp(-(z - mq) ** 2 / (2 * sq**2)) / sp.sqrt(2 * sp.pi * sq**2)
+    result = sp.log(spp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * spp**2) - sp.Rational(1, 2)
+    return z, mq, mp, sq, spp, q, (lambda f: sp.Integral(f, (z, -sp.oo, sp.oo))), result
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_honest_kl_derivations_of_other_shapes_pass(suite):
+    z, mq, mp, sq, spp, q, integral, result = _kl_parts()
+    start, step1, step2, _ = kl_steps()
+    half = sp.Rational(1, 2)
+    split = (sp.log(spp / sq) * integral(q) - integral(q * (z - mq) ** 2) / (2 * sq**2)
+             + integral(q * (z - mp) ** 2) / (2 * spp**2))
+    chains = [
+        [start, split, result],                                                         # split into the facts
+        [start, split, step2, result],                                                  # ... then one at a time
+        [start, sp.log(spp / sq) - half + integral(q * (z - mp) ** 2) / (2 * spp**2), result],  # two facts at once
+        [start, step1, sp.log(spp / sq) - half + integral(q * (z - mp) ** 2 / (2 * spp**2)), result],  # factor inside
+        [start, step1, step2, step2.doit()],                                            # SymPy evaluates one fact
+    ]
+    for steps in chains:
+        run_check("kl_derivation_steps", steps, suite=suite, seed=1)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_a_result_wrapped_in_an_integral_is_no_step(suite):
+    z, mq, mp, sq, spp, q, integral, result = _kl_parts()
+    start, step1, _, _ = kl_steps()
+    for steps in ([start, integral(q * result), result],       # ∫ q·RESULT dz = RESULT
+                  [start, result * integral(q), result],       # RESULT·∫ q dz
+                  [start, result - 1 + integral(q), result],   # a dummy fact
+                  [start, step1, integral(q * result), result]):
+        _fails("kl_derivation_steps", steps, suite, "changes what is integrated")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_sympy_may_not_evaluate_the_whole_integral(suite):
+    start = kl_derivation_start()
+    expanded = sp.Integral(sp.expand_log(start.function, force=True), start.limits[0])
+    _fails("kl_derivation_steps", [start, expanded, expanded.doit()], suite, "last step with integrals")
+    _fails("kl_derivation_steps", [start, kl_steps()[1], kl_steps()[1].doit()], suite, "one of the facts")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_first_step_is_the_start_itself(suite):
+    z, mq, mp, sq, spp, q, integral, result = _kl_parts()
+    start = kl_derivation_start()
+    _fails("kl_derivation_steps", [result, integral(q * result), result], suite, "itself, unchanged")
+    rewritten = sp.Integral(sp.expand_log(start.function, force=True), start.limits[0])
+    _fails("kl_derivation_steps", [rewritten] + kl_steps()[1:], suite, "itself, unchanged")
+
+
+def test_integrals_must_be_linear_over_the_start_range_and_not_come_back():
+    z, mq, mp, sq, spp, q, integral, result = _kl_parts()
+    start, step1, step2, final = kl_steps()
+    u = sp.Symbol("u", real=True)  # the same integral over another variable: equal, but not the start's
+    _fails("kl_derivation_steps", [start, step1, sp.Integral((q * (z - mp) ** 2).subs(z, u), (u, -sp.oo, sp.oo))
+                                   / (2 * spp**2) + sp.log(spp / sq) - sp.Rational(1, 2), final], match="over z from -oo to oo")
+    _fails("kl_derivation_steps", [start, sp.Abs(step1), final], match="only be added")
+    _fails("kl_derivation_steps", [start, step1, final, final + integral(q) - 1, final], match="bring one back")
+    odd = integral(step1.function + q * sp.sin(z - mq))   # + ∫ q·sin(z - mu_q) dz = 0: equal, not a quadratic
+    _fails("kl_derivation_steps", [start, odd, final], match="every integrand must be")
+
+
+def test_derivation_points_cover_the_whole_domain():
+    """Each hidden seed draws mu_q above and below mu_p and sigma_q below and above sigma_p."""
+    from coursework._core import Ctx
+    from coursework.ch01 import _kl_points
+
+    for seed in range(16):
+        pts = _kl_points(Ctx("kl_derivation_steps", True, torch.Generator().manual_seed(seed)))
+        assert {p["mu_q"] > p["mu_p"] for p in pts} == {True, False}
+        assert {p["sigma_q"] > p["sigma_p"] for p in pts} == {True, False}
+        assert min(abs(p["mu_q"] - p["mu_p"]) for p in pts) >= 0.3

@@ -16,7 +16,7 @@ from conftest import expect_check_fails as _fails
 import torch.nn.functional as F
 
 from dgm import gan
-from coursework import TASKS, CheckFailed, check
+from coursework import TASKS, CheckFailed, check, run_check
 from coursework.ch05 import cg_derivation_start, cg_symbols
 
 SUITES = ("visible", "hidden")
@@ -236,3 +236,151 @@ def test_detached_answers_fail_the_hidden_gradient_check(task):
         out = CORRECT[task](*[a.detach() for a in args])
         return tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
     _fails(task, detached, "hidden", "differentiabl")
+
+
+# --- the hidden suite covers the whole specification (issue 11) ------------------------------------
+
+def _d_star_by_logaddexp(lpd, lpg):
+    return torch.exp(lpd - torch.logaddexp(lpd, lpg))
+
+
+def _d_star_by_exp_of_difference(lpd, lpg):
+    return 1 / (1 + torch.exp(lpg - lpd))      # exp overflows to inf far out: 1 / inf = 0, still right
+
+
+def _density_by_log_sigmoids(lp0, a):
+    return lp0 + F.logsigmoid(a) - F.logsigmoid(-a)
+
+
+def _jsd_by_variances(real, fake):
+    log_d, log_1m = -F.softplus(-real.reshape(-1)), -F.softplus(fake.reshape(-1))
+    estimate = math.log(2) + 0.5 * (log_d.mean() + log_1m.mean())
+    return estimate, 0.5 * torch.sqrt(log_d.var() / log_d.numel() + log_1m.var() / log_1m.numel())
+
+
+def _losses_by_bce(real, fake):
+    r, f = real.reshape(-1), fake.reshape(-1)
+    d = F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))
+    return d, F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize(("task", "answer"), [("optimal_discriminator", _d_star_by_logaddexp),
+                                              ("optimal_discriminator", _d_star_by_exp_of_difference),
+                                              ("log_density_from_discriminator", _density_by_log_sigmoids),
+                                              ("jsd_from_discriminator", _jsd_by_variances),
+                                              ("gan_losses", _losses_by_bce)])
+def test_equivalent_formulas_pass(task, answer, suite):
+    for seed in range(4):
+        run_check(task, answer, suite=suite, seed=seed)
+
+
+def test_optimal_discriminator_mixes_tails_with_ordinary_points_in_one_batch():
+    def batch_switch(lpd, lpg):
+        if bool((torch.maximum(lpd, lpg) < -300).all()):
+            return torch.sigmoid(lpd - lpg)
+        p, q = torch.exp(lpd), torch.exp(lpg)
+        return p / (p + q)
+
+    def where_nan_gradient(lpd, lpg):
+        p, q = torch.exp(lpd), torch.exp(lpg)
+        return torch.where(p + q == 0, torch.sigmoid(lpd - lpg), p / (p + q))
+
+    for seed in range(8):
+        with pytest.raises(CheckFailed, match="among ordinary points"):
+            run_check("optimal_discriminator", batch_switch, suite="hidden", seed=seed)
+        with pytest.raises(CheckFailed, match="gradients far in the tails"):
+            run_check("optimal_discriminator", where_nan_gradient, suite="hidden", seed=seed)
+
+
+def test_optimal_discriminator_broadcasts_both_ways():
+    _fails("optimal_discriminator", lambda lpd, lpg: gan.optimal_discriminator(lpd, lpg.expand_as(lpd)), "hidden",
+           "broadcasting \\(3,\\) against \\(4, 3\\)")
+
+
+@pytest.mark.parametrize(("wrong", "match"), [
+    (lambda lp0, a: lp0 + torch.log(torch.sigmoid(a)) - torch.log(torch.sigmoid(-a)), "logits up to"),
+    (lambda lp0, a: lp0 + a.clamp(-100, 100), "logits up to"),
+    (lambda lp0, a: lp0.clamp(max=0) + a, "log f0 from -1000 to 5"),
+    (lambda lp0, a: lp0 + a.reshape(lp0.shape), "broadcasting log f0"),
+])
+def test_density_recovery_over_the_whole_range(wrong, match):
+    for seed in range(4):
+        with pytest.raises(CheckFailed, match=match):
+            run_check("log_density_from_discriminator", wrong, suite="hidden", seed=seed)
+
+
+def test_density_recovery_in_float32():
+    _fails("log_density_from_discriminator", lambda lp0, a: (lp0.double() + a.double()).to(lp0.dtype).double(),
+           "hidden", "dtype")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_penalty_must_not_flow_back_into_the_samples(suite):
+    def undetached(critic, real, fake, eps):
+        e = eps.reshape(-1, *([1] * (real.dim() - 1)))
+        x = (e * real + (1 - e) * fake).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return (g.reshape(len(g), -1).norm(dim=1) - 1).pow(2).mean()
+    _fails("gradient_penalty", undetached, suite, "must not flow back into the samples")
+
+
+def test_penalty_at_the_ends_of_the_segments():
+    """epsilon = 0 and 1 exactly: x_hat is then fake or real itself (no special case needed)."""
+    def special_cased(critic, real, fake, eps):
+        eps = eps.clamp(1e-3, 1 - 1e-3)    # "avoid the ends"
+        return _gp_by_hand(critic, real, fake, eps)
+    _fails("gradient_penalty", special_cased, "hidden", "epsilon = 0")
+
+
+def test_jsd_standard_error_gradient_is_checked():
+    def detached_se(r, f):
+        est, se = gan.jsd_from_discriminator(r, f)
+        return est, se.detach()
+    _fails("jsd_from_discriminator", detached_se, "hidden", "gradients of the standard error")
+
+
+def test_losses_accept_either_shape_for_each_batch():
+    def same_form_only(real, fake):
+        if real.dim() != fake.dim():
+            raise ValueError("real and fake must have the same shape convention")
+        return losses(real, fake)
+    _fails("gan_losses", same_form_only, "hidden", "either shape")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_cg_derivation_must_start_from_the_given_start(suite):
+    steps = cg_steps()
+    x, s = cg_symbols()
+    replaced = [steps[1], sp.Integral(sp.log(s / (s + 1)) - sp.log(s + 1) / s, (x, 0, 1)), steps[2]]
+    _fails("cg_derivation_steps", replaced, suite, "itself, unchanged")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_cg_derivation_alternatives_pass(suite):
+    steps = cg_steps()
+    for alternative in ([steps[0], steps[1], steps[1].doit()],
+                        [steps[0], sp.Integral(sp.expand_log(steps[0].function, force=True), steps[0].limits[0]),
+                         steps[1], steps[2]]):
+        check("cg_derivation_steps", alternative, suite=suite)
+
+
+def test_cg_integrands_stay_free_of_x_and_s_covers_its_domain():
+    from coursework._core import Ctx
+
+    x, s = cg_symbols()
+    steps = cg_steps()
+    tilted = sp.Integral(2 * x * steps[1].function, (x, 0, 1))   # ∫ 2x dx = 1: equal, but not the integrand
+    _fails("cg_derivation_steps", [steps[0], tilted, steps[2]], match="free of x")
+    seen = []
+    import coursework.ch05 as ch05
+
+    original = ch05.expect_derivation
+    try:
+        ch05.expect_derivation = lambda ctx, steps, **kw: seen.append([p["s"] for p in kw["points"]])
+        for seed in range(8):
+            ch05._cg_steps(Ctx("cg_derivation_steps", True, torch.Generator().manual_seed(seed)), steps, None)
+    finally:
+        ch05.expect_derivation = original
+    for values in seen:
+        assert min(values) < 1.2 and max(values) > 5 and all(v > 1 for v in values)

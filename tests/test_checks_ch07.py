@@ -262,3 +262,124 @@ def test_derivation_with_a_wrong_completed_square_fails():
 @pytest.mark.forbid_rule
 def test_the_rule_catches_calling_dgm_diffusion():
     _fails("q_sample_closed_form", q_sample, match="dgm.diffusion")
+
+
+# --- the hidden suite covers the whole specification (issue 11) ------------------------------------
+
+def _vlb_by_precision(betas, variance):
+    """The weights with beta~ from the precision form 1 / (alpha_t / beta_t + 1 / (1 - abar_(t-1)))."""
+    alphas = 1 - betas
+    abar = torch.cumprod(alphas, 0)
+    if variance == "beta":
+        sigma2 = betas
+    elif len(betas) == 1:
+        sigma2 = betas
+    else:
+        abar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), abar[:-1]])
+        bt = 1 / (alphas / betas + 1 / (1 - abar_prev))          # 1 / inf = 0 at t = 1
+        sigma2 = torch.where(torch.arange(len(betas)) == 0, bt[1], bt)
+    return betas**2 / (2 * sigma2 * alphas * (1 - abar))
+
+
+def _optimal_eps_by_logsumexp(xt, t, data, betas):
+    B, N = xt.shape[0], data.shape[0]
+    x, d = xt.reshape(B, -1), data.reshape(N, -1)
+    abar = torch.cumprod(1 - betas, 0)[t - 1].to(xt.dtype)[:, None]
+    log_w = -((x[:, None, :] - torch.sqrt(abar)[:, :, None] * d[None]) ** 2).sum(-1) / (2 * (1 - abar))
+    w = torch.exp(log_w - torch.logsumexp(log_w, 1, keepdim=True))
+    return ((x - torch.sqrt(abar) * (w @ d)) / torch.sqrt(1 - abar)).reshape(xt.shape)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize(("task", "answer"), [("vlb_weights", _vlb_by_precision),
+                                              ("optimal_eps", _optimal_eps_by_logsumexp)])
+def test_equivalent_formulas_pass(task, answer, suite):
+    from coursework import run_check
+
+    for seed in range(4):
+        run_check(task, answer, suite=suite, seed=seed)
+
+
+def test_vlb_weights_run_the_edge_case_T_1():
+    def no_T1(betas, variance):
+        d = _d(betas)
+        if variance == "beta":
+            return vlb_weights(betas, variance)
+        bt = d.posterior_variance
+        s2 = torch.cat([bt[1:2], bt[1:]])                         # beta~_1 -> beta~_2, no T = 1 case
+        return betas**2 / (2 * s2 * d.alphas * d.one_minus_alphas_cumprod)
+    check("vlb_weights", no_T1)                                   # the visible suite has T = 10 only
+    _fails("vlb_weights", no_T1, "hidden", "T = 1, beta_tilde")
+
+
+def test_p_sample_step_runs_T_1_and_checks_gradients():
+    def clipped(model, xt, t, betas, noise, variance):
+        d = _d(betas)
+        if variance == "beta_tilde":
+            bt = d.posterior_variance
+            s2 = torch.cat([bt[1:2], bt[1:]])[t - 1].to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))
+            mean, _, _ = d.p_mean_variance(model, xt, t, variance=variance)
+            keep = (t > 1).to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))
+            return mean + keep * torch.sqrt(s2) * noise
+        return p_sample_step(model, xt, t, betas, noise, variance)
+    _fails("p_sample_step", clipped, "hidden", "T = 1")
+    _fails("p_sample_step", lambda m, xt, t, b, z, v: p_sample_step(m, xt, t, b, z.detach(), v), "hidden",
+           "gradients with respect to xt and noise")
+
+
+def test_optimal_eps_gradients_are_checked():
+    def detached_weights(xt, t, data, betas):
+        B, N = xt.shape[0], data.shape[0]
+        x, d = xt.reshape(B, -1), data.reshape(N, -1)
+        abar = torch.cumprod(1 - betas, 0)[t - 1].to(xt.dtype)[:, None]
+        with torch.no_grad():
+            w = torch.softmax(-(x[:, None] - torch.sqrt(abar)[:, :, None] * d[None]).pow(2).sum(-1) / (2 * (1 - abar)), 1)
+        return ((x - torch.sqrt(abar) * (w @ d)) / torch.sqrt(1 - abar)).reshape(xt.shape)
+    check("optimal_eps", detached_weights)
+    _fails("optimal_eps", detached_weights, "hidden", "gradients with respect to xt and data")
+
+
+def test_data_without_event_dimensions_and_extreme_schedules():
+    def two_d_only(x0, t, noise, betas):
+        _, _, abar, _ = _sched(betas, t, x0)
+        return (torch.sqrt(abar) * x0.reshape(len(x0), -1) + torch.sqrt(1 - abar) * noise.reshape(len(x0), -1)) \
+            .reshape(x0.shape)
+    _fails("q_sample_closed_form", two_d_only, "hidden", "no event dimensions")
+
+    def float32_schedule(x0, xt, t, betas):                       # the schedule computed in float32
+        alpha, beta, abar, abar_prev = ch07._sched(betas.float(), t, torch.float32, x0)
+        x0_, xt_ = x0.float(), xt.float()
+        mean = torch.sqrt(abar_prev) * beta / (1 - abar) * x0_ + torch.sqrt(alpha) * (1 - abar_prev) / (1 - abar) * xt_
+        return mean.to(x0.dtype), ((1 - abar_prev) / (1 - abar) * beta).expand(x0.shape).to(x0.dtype)
+    _fails("posterior_mean_variance", float32_schedule, "hidden")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_posterior_derivation_must_start_from_the_start(suite):
+    x, x_t, x_0, beta, abar = posterior_symbols()
+    final = posterior_steps()[-1]
+    _fails("posterior_derivation_steps", [final, sp.expand(final), final], suite, "itself, unchanged")
+
+
+def test_posterior_derivation_points_cover_both_signs():
+    """sqrt(abar * x_0**2) is sqrt(abar) |x_0|: right for x_0 > 0 only; every seed draws both signs."""
+    from coursework import run_check
+
+    x, x_t, x_0, beta, abar = posterior_symbols()
+    P = (1 - beta) / beta + 1 / (1 - abar)
+    L = sp.sqrt(1 - beta) * x_t / beta + sp.sqrt(abar * x_0**2) / (1 - abar)
+    C = -x_t**2 / (2 * beta) - abar * x_0**2 / (2 * (1 - abar))
+    steps = [posterior_derivation_start(), -P / 2 * x**2 + L * x + C, -P / 2 * (x - L / P) ** 2 + L**2 / (2 * P) + C]
+    for seed in range(16):
+        with pytest.raises(CheckFailed, match="not equal"):
+            run_check("posterior_derivation_steps", steps, suite="hidden", seed=seed)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_posterior_derivation_alternatives_pass(suite):
+    x, x_t, x_0, beta, abar = posterior_symbols()
+    steps = posterior_steps()
+    expanded = sp.expand(steps[0])
+    check("posterior_derivation_steps", [steps[0], expanded, steps[1], steps[2]], suite=suite)
+    _fails("posterior_derivation_steps", [steps[0], steps[1] + sp.Integral(0 * x, (x, 0, 1)), steps[2]], suite,
+           "has none")

@@ -163,6 +163,7 @@ def test_sanitise_student_id():
     assert sanitise_student_id("a b/c", taken) == "a_b_c"
     assert sanitise_student_id("evil", taken) == "evil-2"
     assert sanitise_student_id(".hidden", taken) == "hidden"
+    assert sanitise_student_id("EVIL", taken) == "EVIL"  # another student: ids are compared exactly
 
 
 @pytest.mark.slow
@@ -365,3 +366,58 @@ def test_a_sanitised_id_never_takes_a_students_own_id(tmp_path):
     by_origin = {s.origin: s.student_id for s in discover(subs, ASSIGNMENT)}
     assert by_origin["alice.ipynb"] == "alice" and by_origin["bob.ipynb"] == "bob"
     assert by_origin["alice!.ipynb"] == "alice-2"
+
+
+@pytest.mark.slow
+def test_invalid_files_and_ids_differing_in_case_never_change_an_honest_grade(tmp_path):
+    """One class: the honest ``victim`` (the solution) beside ``VICTIM`` (the untouched release,
+    sorted first), a notebook nested 100,000 lists deep (json.loads raised RecursionError and the
+    run stopped), and the solution with a lone surrogate in its JSON and another printed by an answer
+    (nbformat.write raised UnicodeEncodeError and the reports stopped). Each is graded under its own
+    id, the honest ones with full marks, and every report is written."""
+    from autograder.results import report_names
+    from autograder.submissions import MAX_JSON_DEPTH
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    answers = solution_answers(REPO_ROOT, ASSIGNMENT)
+    shutil.copyfile(release_notebook(REPO_ROOT, ASSIGNMENT), subs / "VICTIM.ipynb")
+    nbformat.write(filled_release(answers, REPO_ROOT, ASSIGNMENT), subs / "victim.ipynb")
+    text = (subs / "victim.ipynb").read_text(encoding="utf-8")
+    marker = '"metadata": {'
+    at = text.index(marker) + len(marker)
+    (subs / "deep.ipynb").write_text(text[:at] + '"x": ' + "[" * 100_000 + "]" * 100_000 + ", " + text[at:],
+                                     encoding="utf-8")
+    printing = {**answers, "gaussian_kl_diag": "# LONE-SURROGATE\n" + answers["gaussian_kl_diag"]
+                + "\nprint('printed', chr(0xD800))\n"}
+    text = nbformat.writes(filled_release(printing, REPO_ROOT, ASSIGNMENT))
+    assert text.count("LONE-SURROGATE") == 1
+    (subs / "surrogate.ipynb").write_text(text.replace("LONE-SURROGATE", "\\ud800"), encoding="utf-8")
+    out = tmp_path / "out"
+    run = grade_folder(subs, ASSIGNMENT, out, progress=False, workers=2)
+    rows = _rows(out / "grades.csv")
+    assert set(rows) == {"victim", "VICTIM", "deep", "surrogate"}
+    assert rows["victim"]["status"] == "graded" and rows["victim"]["total"] == rows["victim"]["max_total"]
+    assert rows["VICTIM"]["status"] == "graded" and float(rows["VICTIM"]["total"]) == 0
+    for sid, twin in (("victim", "VICTIM"), ("VICTIM", "victim")):
+        assert f"{sid!r} differs from {twin!r} only in letter case" in rows[sid]["reason"]
+    assert rows["deep"]["status"] == "invalid" and "levels deep" in rows["deep"]["reason"]
+    assert f"at most {MAX_JSON_DEPTH}" in rows["deep"]["reason"]
+    surrogate = rows["surrogate"]
+    assert surrogate["status"] == "graded" and surrogate["total"] == surrogate["max_total"], surrogate["reason"]
+    assert "lone UTF-16 surrogate" in surrogate["reason"]
+    record = run.records["surrogate"]
+    cell = next(c for c in record["cells"] if c["grade_id"] == "gaussian_kl_diag")
+    assert cell["source"].startswith("# \ufffd\n") and cell["stdout"] == "printed \ufffd\n"
+    names = report_names(rows)
+    for folder, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        files = sorted(p.name for p in (out / folder).iterdir())
+        expected = sorted(f"{names[s]}{suffix}" for s in rows if folder == "feedback" or s != "deep")
+        assert files == expected
+        assert len({f.casefold() for f in files}) == len(files)
+    page = (out / "feedback" / f"{names['victim']}.html").read_text(encoding="utf-8")
+    assert "feedback for victim<" in page
+    assert "printed \ufffd" in (out / "feedback" / "surrogate.html").read_text(encoding="utf-8")
+    nb = nbformat.read(out / "autograded" / "surrogate.ipynb", as_version=4)
+    assert nb.metadata["dgm_grading"]["status"] == "graded"
+    assert "NOT written" not in run.summary

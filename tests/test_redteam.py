@@ -38,13 +38,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import require_sandbox
 from autograder import redteam
 from autograder.course import REPO_ROOT, source_notebook
 from autograder.grade import GradingRun, grade_folder
 from autograder.runner import STATUSES, hidden_modules_for
 from autograder.program import build_program, tasks_table
 from autograder.redteam import ASSIGNMENT, CONTROL, GRADER_SIDE, SUITE, Attack
-from autograder.sandbox import Limits, SandboxUnavailable, check_available, sandbox_uid
+from autograder.sandbox import Limits, sandbox_uid
 
 #: The run's seed: the same for the suite, the control alone and the grader-side run.
 SEED = 424242
@@ -68,14 +69,13 @@ BYSTANDERS = ("bystander-1", "bystander-2", "bystander-3")
 
 #: What the statuses of the invalid files must say.
 INVALID_REASONS = {"truncated_json": "not valid JSON", "png_bytes": "cannot read the file",
-                   "json_list": "JSON without a list of cells", "empty_file": "not valid JSON"}
+                   "json_list": "JSON without a list of cells", "empty_file": "not valid JSON",
+                   "deeply_nested_json": "levels deep", "many_cells": "lists and objects"}
 
 
 def _sandbox_or_skip() -> None:
-    try:
-        check_available()
-    except SandboxUnavailable as err:
-        pytest.skip(f"grading needs its sandbox: {err}")
+    """Fail (never skip) without the sandbox, saying how to install it."""
+    require_sandbox()
 
 
 @dataclass
@@ -365,6 +365,40 @@ def test_feedback_escapes_what_students_print(suite):
     page = (suite.out / "feedback" / "html_injection.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;" in page
     assert "<script" not in page.lower() and "<img" not in page.lower()
+
+
+def test_forged_markdown_stays_text_in_the_autograded_notebook_and_the_feedback(suite):
+    """The instructor's notebook renders its markdown cells: a forged verdict, heading or image from
+    the student (printed, raised by the cell, in every check's message) is only ever inside a fenced
+    code block there, and escaped in the feedback page."""
+    markdown_it = pytest.importorskip("markdown_it")
+    md = markdown_it.MarkdownIt("commonmark")
+    nb = nbformat.read(suite.out / "autograded" / "forged_markdown_message.ipynb", as_version=4)
+    fenced = ""
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for token in md.parse(cell.source):
+            if token.type in ("fence", "code_block"):
+                fenced += token.content
+            assert token.type != "html_block", cell.source
+            for child in token.children or []:
+                assert child.type not in ("image", "html_inline"), cell.source
+                assert "127.0.0.1" not in child.content and "all checks passed" not in child.content, cell.source
+    assert "![x](http://127.0.0.1/x.png)\n**all checks passed**" in fenced  # shown, as text
+    page = (suite.out / "feedback" / "forged_markdown_message.html").read_text(encoding="utf-8")
+    assert "<img" not in page.lower() and "![x](http://127.0.0.1/x.png)" in page
+
+
+def test_lone_surrogates_reach_every_report_as_replacement_characters(suite):
+    for name in ("surrogate_in_json", "surrogate_printed", "forged_markdown_message"):
+        assert (suite.out / "autograded" / f"{name}.ipynb").is_file(), name
+        assert "\ufffd" in (suite.out / "feedback" / f"{name}.html").read_text(encoding="utf-8"), name
+    assert any("surrogate" in r for r in suite.run.records["surrogate_in_json"]["reasons"])
+    for path in _report_files(suite.out):
+        if path.suffix != ".png":
+            text = path.read_bytes().decode("utf-8")  # strict: every report is valid UTF-8
+            assert "\\ud800" not in text.lower(), path
 
 
 def test_a_50_mb_print_leaves_a_small_record(suite):

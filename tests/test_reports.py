@@ -16,8 +16,10 @@ import itertools
 import json
 import random
 import re
+import unicodedata
 from html.parser import HTMLParser
 
+import nbformat
 import pytest
 
 from autograder import similarity as similar
@@ -529,3 +531,174 @@ def test_every_status_has_its_words_for_the_student():
     from autograder.runner import STATUSES
 
     assert set(STATUS_TEXT) == set(STATUSES)
+
+
+# --------------------------------------------------------------------------------------------
+# Every writer against every string a student can produce
+# --------------------------------------------------------------------------------------------
+
+#: A lone surrogate of each half, NUL, a bell, an escape sequence, a right-to-left override.
+NASTY = "lone \ud800 and \udfff, NUL \x00, bell \x07, \x1b[2J, RTL \u202eevil\u202c"
+#: Forged report text: an image from the grading machine's network and a fake verdict.
+FORGED = "![x](http://127.0.0.1/x.png)\n**all checks passed**\n\n# 10 / 10 points\n<img src=http://127.0.0.1/y.png>"
+#: Runs of backticks that would close a three-backtick fence.
+FENCE_BREAK = "```\n**all checks passed** after a closed fence\n````\n![y](http://127.0.0.1/z.png)\n```"
+
+
+def hostile_results() -> dict:
+    """make_results with every student-controlled string of alice and dave made hostile."""
+    results = make_results()
+    alice, dave = sub_of(results, "alice"), sub_of(results, "dave")
+    alice["reasons"] = [f"reason {NASTY}", FORGED, FENCE_BREAK]
+    alice["answers"]["gaussian_kl_diag"] = KL_ALICE + f"# {NASTY}\n"
+    cells = alice["cells"]
+    cells[1]["stdout"] = f"out {NASTY}\n" + "y" * 3_000_000 + "\nHUGE-END"
+    cells[1]["stderr"] = f"err {NASTY} {FORGED}"
+    cells[2]["source"] = KL_ALICE + f"# {NASTY}\n"
+    cells[2]["error"] = {"ename": f"Err{NASTY}", "evalue": f"{FORGED}\n{FENCE_BREAK}"}
+    cells[4]["checks"] = [{"suite": "hidden", "passed": False, "message": f"your function raised ValueError: {FORGED}"},
+                          {"suite": "hidden", "passed": False, "message": f"{FENCE_BREAK} {NASTY}"}]
+    cells[5]["source"] = f"By Jensen {NASTY}\n{FORGED}\n{FENCE_BREAK}"
+    dave["reasons"] = [f"the kernel died {NASTY}"]
+    dave["cells"][0]["stderr"] = NASTY * 1000
+    return results
+
+
+def _program():
+    import types
+
+    return types.SimpleNamespace(stubs={"gaussian_kl_diag": STUB})
+
+
+def _markdown_of(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "markdown"]
+
+
+def test_every_writer_survives_every_string_a_student_can_produce(tmp_path):
+    from autograder.grade import write_all
+    from autograder.shards import merge
+
+    results = hostile_results()
+    results.update(shard=[0, 1], limits={"cell_timeout": 60.0, "notebook_budget": 180.0})  # as a run writes it
+    paths, summary = write_all(results, tmp_path / "out", _program(), seconds=3.0)
+    assert "NOT written" not in summary
+    out = tmp_path / "out"
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.name for p in (out / "feedback").iterdir()} == {f"{s['student_id']}.html" for s in results["submissions"]}
+    assert {p.name for p in (out / "autograded").iterdir()} == {"alice.ipynb", "dave.ipynb"}  # the others: no cells
+    for path in files:
+        if path.suffix != ".png":
+            text = path.read_bytes().decode("utf-8")  # strict: every file is valid UTF-8
+            assert "\\ud800" not in text.lower() and "\\udfff" not in text.lower(), path
+    # the surrogates became U+FFFD; everything else a student wrote is kept, as text
+    page = (out / "feedback" / "alice.html").read_text(encoding="utf-8")
+    assert_inert(page)
+    assert html.escape("lone \ufffd and \ufffd, NUL \x00, bell \x07, \x1b[2J, RTL \u202eevil\u202c") in page
+    assert "HUGE-END" not in page and "more characters not shown" in page
+    saved = json.loads(paths["results"].read_text(encoding="utf-8"))
+    assert sub_of(saved, "alice")["reasons"][0] == "reason " + NASTY.replace("\ud800", "\ufffd").replace("\udfff", "\ufffd")
+    assert sub_of(saved, "alice")["cells"][1]["stdout"].endswith("HUGE-END")
+    nb = nbformat.read(out / "autograded" / "alice.ipynb", as_version=4)
+    assert nb.cells[-1].source.count("\ufffd") == 2
+    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO(paths["grades"].read_text(encoding="utf-8")))}
+    assert "\x00" not in rows["alice"]["reason"] and "\x1b" not in rows["alice"]["reason"]
+    printed = summary + paths["summary"].read_text(encoding="utf-8")
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in printed if ch != "\n")
+    summary_line = next(line for line in summary.splitlines() if line.startswith("  alice"))
+    assert len(summary_line) < 700  # reasons cut for the terminal
+    # results.json reads back, and merging it writes the same reports
+    merged = merge([out])
+    again = tmp_path / "again"
+    write_all(merged, again, _program())
+    assert (again / "grades.csv").read_text() == paths["grades"].read_text()
+    assert (again / "feedback" / "alice.html").read_text() == page
+
+
+def test_autograded_markdown_shows_student_text_only_inside_fences(tmp_path):
+    """A forged verdict or image in a message, a reason, an error or a written answer is shown as
+    code in the instructor's notebook: rendered as CommonMark, nothing of it is an image, a link,
+    bold text or a heading."""
+    markdown_it = pytest.importorskip("markdown_it")
+    from autograder.grade import write_autograded
+
+    write_autograded(hostile_results(), tmp_path)
+    nb = nbformat.read(tmp_path / "autograded" / "alice.ipynb", as_version=4)
+    md = markdown_it.MarkdownIt("commonmark")
+    forged_parts = ("all checks passed", "127.0.0.1", "10 / 10 points")
+    seen = {part: 0 for part in forged_parts}
+    for source in _markdown_of(nb):
+        if SCRIPT in source and "## Task 1" in source:
+            continue  # the instructors' own markdown cell
+        tokens = md.parse(source)
+        for token in tokens:
+            inline = token.children or []
+            assert not any(t.type in ("image", "link_open", "html_inline") for t in inline), source
+            assert token.type not in ("html_block",), source
+            text = token.content if token.type in ("fence", "code_block") else ""
+            for part in forged_parts:
+                seen[part] += text.count(part)
+            if token.type == "inline":
+                for part in forged_parts:
+                    assert part not in token.content, f"{part!r} outside a fence in {source!r}"
+    assert all(seen.values()), seen
+    test_cell = next(c for c in nb.cells if c.get("metadata", {}).get("dgm_grading", {}).get("grade_id")
+                     == "test_gaussian_kl_diag_hidden")
+    html_out = md.render(test_cell.source)
+    assert "<img" not in html_out and "<strong>all checks passed" not in html_out
+    assert html_out.count("✘ FAILED") == 2 and "passed" not in html_out.replace("all checks passed", "")
+    # the answer's error is an output of its code cell, shown as text (never markdown)
+    answer = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("dgm_grading", {}).get("grade_id")
+                  == "gaussian_kl_diag")
+    error = next(o for o in answer.outputs if o.output_type == "error")
+    assert error.traceback == [f"{error.ename}: {error.evalue}"] and "127.0.0.1" in error.evalue
+
+
+def test_one_students_report_failing_never_stops_the_others(tmp_path, monkeypatch):
+    from autograder import grade, reports
+
+    real_page, real_nb = reports.feedback_html, grade.autograded_notebook
+
+    def page(results, sub):
+        if sub["student_id"] == "alice":
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return real_page(results, sub)
+
+    def notebook(rec):
+        if rec["student_id"] == "alice":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_nb(rec)
+
+    monkeypatch.setattr(reports, "feedback_html", page)
+    monkeypatch.setattr(grade, "autograded_notebook", notebook)
+    _, summary = grade.write_all(make_results(), tmp_path, _program())
+    assert sorted(p.stem for p in (tmp_path / "feedback").iterdir()) == ["bob", "carol", "dave", "eve", "frank"]
+    assert sorted(p.stem for p in (tmp_path / "autograded").iterdir()) == ["dave"]
+    assert "reports NOT written" in summary
+    assert "feedback page of 'alice' not written (UnicodeEncodeError" in summary
+    assert "graded notebook of 'alice' not written (RecursionError" in summary
+    assert "reports NOT written" in (tmp_path / "summary.txt").read_text()
+
+
+def test_ids_differing_only_in_case_get_report_files_of_their_own(tmp_path):
+    from autograder.grade import write_autograded
+    from autograder.results import report_names
+
+    results = make_results()
+    twin = copy.deepcopy(sub_of(results, "alice"))
+    twin["student_id"], twin["total"] = "ALICE", 0.0
+    twin["cells"][0] = {**twin["cells"][0], "source": "the twin's notebook"}
+    results["submissions"].append(twin)
+    write_reports(results, tmp_path)
+    write_autograded(results, tmp_path)
+    names = report_names(s["student_id"] for s in results["submissions"])
+    assert names["alice"] != "alice" and names["ALICE"] != "ALICE" and names["bob"] == "bob"
+    for folder, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        files = [p.name for p in (tmp_path / folder).iterdir()]
+        assert len({f.casefold() for f in files}) == len(files)  # none would overwrite another on macOS
+        assert {f"{names['alice']}{suffix}", f"{names['ALICE']}{suffix}"} <= set(files)
+    mine = (tmp_path / "feedback" / f"{names['alice']}.html").read_text()
+    theirs = (tmp_path / "feedback" / f"{names['ALICE']}.html").read_text()
+    assert "feedback for alice<" in mine and "the twin" not in mine
+    assert "feedback for ALICE<" in theirs and "the twin&#x27;s notebook" in theirs
+    nb = nbformat.read(tmp_path / "autograded" / f"{names['ALICE']}.ipynb", as_version=4)
+    assert nb.metadata["dgm_grading"]["student_id"] == "ALICE"

@@ -14,6 +14,7 @@ import json
 import os
 import py_compile
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,14 +33,15 @@ from autograder.sandbox import (
     check_available,
 )
 from coursework import wire
+from conftest import require_sandbox
 
-try:
-    check_available()
-    _UNAVAILABLE = None
-except SandboxUnavailable as err:  # pragma: no cover - depends on the machine
-    _UNAVAILABLE = str(err)
 
-pytestmark = pytest.mark.skipif(_UNAVAILABLE is not None, reason=f"no sandbox here: {_UNAVAILABLE}")
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_here():
+    """Every test here needs the sandbox: without it they fail, saying how to install it."""
+    require_sandbox()
+
 
 REPO = Path(__file__).resolve().parents[1]
 HIDDEN = ("dgm.divergences",)
@@ -241,8 +243,8 @@ def test_repository_and_root_home_are_not_visible(shared):
                          Path("/etc/shadow"), *Path("/home").glob("*")])   # the sandbox's own home is /home/student
     assert len(secret) >= 4          # the probe below means something on this machine
     # what the Python installation itself needs under the repository and /root: first path parts
-    needed_repo, needed_root = {"dgm", "coursework"}, set()
-    for prefix in {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
+    needed_repo, needed_root = set(), set()
+    for prefix in {sandbox_module.sandbox_path(os.path.realpath(sys.prefix)), os.path.realpath(sys.base_prefix)}:
         for base, needed in ((str(REPO), needed_repo), ("/root", needed_root)):
             if prefix.startswith(base + os.sep):
                 needed.add(Path(prefix).relative_to(base).parts[0])
@@ -289,10 +291,12 @@ def test_the_compiled_hidden_module_is_not_readable(fresh, tmp_path, monkeypatch
     # the worker itself still imports the real package
     monkeypatch.setattr(sandbox_module, "_host_python_paths", lambda: [*host_paths(), real])
     sb = fresh(hidden=HIDDEN)
+    inside = f"{sandbox_module.COURSE_DIR}/dgm"   # where the sandbox sees the package
+    inside_pyc = str(pyc).replace(str(package), inside)
     result = probe(sb, f"""
 import marshal
 names = {{}}
-for path in ({str(package / 'divergences.py')!r}, {str(pyc)!r}):
+for path in ({str(package / 'divergences.py')!r}, {str(pyc)!r}, {inside + '/divergences.py'!r}, {inside_pyc!r}):
     try:
         data = open(path, 'rb').read()
         names[path] = list(marshal.loads(data[16:]).co_names) if path.endswith('.pyc') else data.decode()
@@ -300,8 +304,8 @@ for path in ({str(package / 'divergences.py')!r}, {str(pyc)!r}):
         names[path] = type(e).__name__
 result = names
 """)
-    assert "gaussian_kl" not in result[str(package / "divergences.py")]   # the source is masked...
-    assert "gaussian_kl" not in result[str(pyc)]                          # ...and so should its bytecode be
+    for path in (str(package / "divergences.py"), str(pyc), inside + "/divergences.py", inside_pyc):
+        assert "gaussian_kl" not in result[path], path   # the source is masked, and so is its bytecode
 
 
 def test_only_the_home_is_writable(shared):
@@ -522,16 +526,87 @@ def test_writing_past_the_scratch_cap_kills_the_kernel(fresh):
     assert not scratch.exists()
 
 
-def test_a_reply_longer_than_the_cap_is_a_protocol_failure(fresh):
+def test_a_reply_longer_than_the_cap_becomes_an_error_reply(fresh):
     sb = fresh(Limits(reply_bytes=2**20), slot=4)
     assert cell(sb, "import torch\ndef big():\n    return torch.zeros(300_000, dtype=torch.float64)\n"
                     "def small():\n    return torch.zeros(10, dtype=torch.float64)")["ok"]
     reply = sb.request("call", deadline(30), name="small", args=[], grad=None)
     assert wire.decode(reply["value"]).tolist() == [0.0] * 10
+    reply = sb.request("call", deadline(30), name="big", args=[], grad=None)   # ~3.2 MB of base64
+    assert reply["ok"] is False and "larger than the grader accepts" in reply["error"]
+    assert sb.alive  # the worker said so itself: nothing broke
+
+
+def _write_everywhere(line: str, then_sleep: float = 5.0, child: bool = False) -> str:
+    """A cell that writes the bytes expression ``line`` to every descriptor it can (the reply pipe
+    among them), from the kernel itself or from a child process it starts, then sleeps."""
+    body = ("import os\n"
+            f"line = {line}\n"
+            "for fd in range(3, 256):\n"
+            "    try:\n"
+            "        os.write(fd, line)\n"
+            "    except OSError:\n"
+            "        pass\n")
+    if child:  # a forked child inherits every descriptor
+        body = f"import os\nif os.fork() == 0:\n    exec({body!r})\n    os._exit(0)\n"
+    return body + f"import time\ntime.sleep({then_sleep})\n"
+
+
+def test_a_reply_nobody_asked_for_kills_the_sandbox(fresh):
+    sb = fresh(slot=4)
     with pytest.raises(SandboxFailure) as info:
-        sb.request("call", deadline(30), name="big", args=[], grad=None)   # ~3.2 MB of base64
-    assert info.value.kind == "protocol"
+        cell(sb, _write_everywhere(repr(b'{"id": 12345, "ok": true, "kind": "missing"}\n')))
+    assert info.value.kind == "protocol" and "nobody asked for" in str(info.value)
     assert not sb.alive
+
+
+def test_a_line_past_the_cap_kills_the_sandbox(fresh):
+    sb = fresh(Limits(reply_bytes=2**20), slot=4)
+    with pytest.raises(SandboxFailure) as info:
+        cell(sb, _write_everywhere("b'[' * 3_000_000"))
+    assert info.value.kind == "protocol" and "longer than" in str(info.value)
+    assert not sb.alive
+
+
+_FLOOD_SCRIPT = """
+import resource, sys, time
+from autograder.sandbox import Limits, Sandbox, SandboxFailure
+sb = Sandbox(Limits(), slot=5)
+sb.start()
+try:
+    sb.request("run_cell", time.monotonic() + 60, code=sys.argv[1])
+    sb.request("run_cell", time.monotonic() + 60, code="import time; time.sleep(3)")
+    outcome = "alive"
+except SandboxFailure as failure:
+    outcome = failure.kind
+sb.close()
+print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_flood_of_huge_lines_does_not_grow_the_graders_memory(tmp_path):
+    """A student's child process writes five 48 MiB lines to every descriptor it can (the reply
+    pipe included) while the grader waits: the grader holds at most one capped line, kills the
+    sandbox for breaking the protocol, and its peak memory stays within a few MiB of a quiet run's
+    (before the cap, such a flood took the grader from 0.4 to 3.85 GiB)."""
+    script = tmp_path / "flood.py"
+    script.write_text(_FLOOD_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    flood = _write_everywhere("b'[' + b'1,' * (24 * 2**20) + b'1]\\n'", then_sleep=0.1, child=True).replace(
+        "os.write(fd, line)", "[os.write(fd, line) for _ in range(5)]")
+    runs = {}
+    for mode, code in (("quiet", "x = 1"), ("flood", flood + "import time\ntime.sleep(10)\n")):
+        done = subprocess.run([sys.executable, str(script), code], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outcome, peak_kib = done.stdout.split()[-2:]
+        runs[mode] = (outcome, int(peak_kib))
+    extra_mib = (runs["flood"][1] - runs["quiet"][1]) / 1024
+    print(f"grader peak memory: quiet {runs['quiet'][1] / 1024:.0f} MiB, flood {runs['flood'][1] / 1024:.0f} MiB "
+          f"(+{extra_mib:.1f} MiB)")
+    assert runs["quiet"][0] == "alive"
+    assert runs["flood"][0] == "protocol", runs
+    assert extra_mib < 64, runs
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,13 +671,16 @@ def test_a_call_returns_values_and_gradients_that_match_autograd(shared):
     reply = shared.request("call", deadline(), name="student_pair", args=[wire.encode(a)],
                            grad={"inputs": [0], "params_of": None, "output": 1})
     torch.testing.assert_close(wire.decode(reply["grads"][0]), 3 * a**2, rtol=1e-12, atol=1e-12)
-    # no mutation reported for a pure function
+    # without gradients, the arguments come back as the call left them (the grader compares them)
     plain = shared.request("call", deadline(), name="student_f", args=[wire.encode(a), wire.encode(b)], grad=None)
-    assert plain["mutated"] is False and plain["grads"] is None
+    assert plain["grads"] is None and "mutated" not in plain
+    back = [wire.decode(x) for x in plain["args_after"]]
+    assert torch.equal(back[0], a) and torch.equal(back[1], b)
 
 
 FORKED_MEMORY = """
-import os, time
+import os, signal, time
+ready_r, ready_w = os.pipe()
 pids = []
 for k in range(3):
     pid = os.fork()
@@ -610,10 +688,30 @@ for k in range(3):
         b = bytearray(1536 * 2**20)          # 1.5 GiB each: 4.5 GiB together
         for i in range(0, len(b), 4096):
             b[i] = 1
-        time.sleep(2)
+        os.write(ready_w, b"x")              # touched: now hold it until the parent says stop
+        time.sleep(120)
         os._exit(0)
     pids.append(pid)
-result = [os.waitpid(p, 0)[1] for p in pids]
+os.close(ready_w)
+# all three holding at once however slow the machine: wait until each has touched its memory or died
+touched, end = 0, time.monotonic() + 90
+while touched < 3 and time.monotonic() < end:
+    alive = [p for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0)]
+    if len(alive) < 3:
+        break
+    time.sleep(0.2)
+    touched += len(os.read(ready_r, 3)) if touched < 3 else 0
+for p in pids:
+    try:
+        os.kill(p, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+result = []
+for p in pids:
+    try:
+        result.append(os.waitpid(p, 0)[1])
+    except ChildProcessError:                # reaped by the WNOHANG poll above: it died first
+        result.append(signal.SIGKILL)
 """
 
 
@@ -623,10 +721,80 @@ def test_processes_of_one_sandbox_share_its_memory_cap(fresh):
         pytest.skip("control groups need root")
     sb = fresh(slot=7)
     assert sb.cgroup is not None, "as root on this machine the sandbox must get its control group"
-    statuses = probe(sb, FORKED_MEMORY, seconds=120)
-    killed = [s for s in statuses if s != 0]
-    assert killed, f"three children touched 4.5 GiB together under a 4 GiB cap: {statuses}"
+    statuses = probe(sb, FORKED_MEMORY, seconds=150)
+    killed = [s for s in statuses if s == signal.SIGKILL]   # the others end by the cell's SIGTERM
+    assert killed, f"three children held 4.5 GiB together under a 4 GiB cap: {statuses}"
     assert cell(sb, "print('still here')")["stdout"].strip() == "still here"
     folders = list(sb.cgroup.dirs)
     sb.close()
     assert not any(f.exists() for f in folders), "the control group outlived its sandbox"
+
+
+def test_check_available_imports_the_course_inside_a_sandbox(monkeypatch, tmp_path):
+    """Binaries alone are not enough: the course's packages must import inside a sandbox."""
+    empty = tmp_path / "view" / "coursework"   # a copy missing its modules
+    empty.mkdir(parents=True)
+    (empty / "__init__.py").write_text("from coursework.registry import check\n", encoding="utf-8")
+    real_view = sandbox_module.package_view
+    monkeypatch.setattr(sandbox_module, "_PROBED", [])
+    monkeypatch.setattr(sandbox_module, "package_view",
+                        lambda hidden=(), name="dgm": empty if name == "coursework" else real_view(hidden, name))
+    with pytest.raises(SandboxUnavailable, match="do not import inside a sandbox"):
+        check_available()
+    monkeypatch.setattr(sandbox_module, "package_view", real_view)
+    check_available()  # the real view imports
+
+
+KEYRING_PROBE = """
+import ctypes, os, platform
+libc = ctypes.CDLL(None, use_errno=True)
+numbers = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+add_key, keyctl = numbers
+KEY_SPEC_USER_KEYRING, KEYCTL_READ = -4, 11
+key = libc.syscall(add_key, b"user", b"dgm-left-behind", b"a secret for the next one", 25, KEY_SPEC_USER_KEYRING)
+add_errno = ctypes.get_errno()
+read = libc.syscall(keyctl, KEYCTL_READ, KEY_SPEC_USER_KEYRING, None, 0)
+result = {"add_key": [key, add_errno], "keyctl": [read, ctypes.get_errno()], "pid1": open("/proc/1/cmdline", "rb").read().decode("utf-8", "replace")}
+"""
+
+
+def test_the_kernel_keyring_is_closed_so_nothing_passes_to_the_next_sandbox(fresh):
+    """The keyring is per-uid kernel state that outlives a process: a sandbox must not be able to
+    leave a key for the next student in its slot, nor read one."""
+    import errno as errno_module
+
+    if sandbox_module.seccomp_program() is None:
+        pytest.fail("no seccomp filter for this architecture: the keyring would stay open")
+    first = probe(fresh(slot=6), KEYRING_PROBE)
+    assert first["add_key"] == [-1, errno_module.EPERM], first
+    assert first["keyctl"] == [-1, errno_module.EPERM], first
+    second = probe(fresh(slot=6), KEYRING_PROBE)   # the same slot, so the same uid as root
+    assert second["keyctl"] == [-1, errno_module.EPERM], second
+
+
+def test_the_seccomp_program_is_well_formed():
+    import struct
+
+    program = sandbox_module.seccomp_program("x86_64")
+    instructions = [struct.unpack("=HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+    assert len(program) % 8 == 0 and instructions[-1] == (0x06, 0, 0, 0x00050001)   # last: EPERM
+    for index, (code, jt, jf, _) in enumerate(instructions):   # every jump lands inside the program
+        if code & 0x07 == 0x05:
+            assert index + 1 + max(jt, jf) < len(instructions)
+    assert sandbox_module.seccomp_program("sparc") is None
+
+
+def test_no_path_inside_names_the_hosts_repository_venv_or_scratch(fresh):
+    """Process 1's command line (bubblewrap's), the worker's, sys.path and sys.prefix show neutral
+    paths: not the repository, the virtual environment's host folder or the scratch folder."""
+    sb = fresh(slot=6)
+    seen = probe(sb, """
+import os, sys
+result = [open("/proc/1/cmdline", "rb").read().decode("utf-8", "replace"),
+          open(f"/proc/{os.getpid()}/cmdline", "rb").read().decode("utf-8", "replace"),
+          " ".join(sys.path), sys.prefix, sys.executable, os.getcwd()]
+""")
+    text = "\n".join(seen)
+    for host in {str(REPO), os.path.realpath(sys.prefix), str(sb.scratch)}:
+        assert host not in text, (host, text)
+    assert sandbox_module.COURSE_DIR in text

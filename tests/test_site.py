@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from conftest import INSTALL_HINT
+
 from test_book import numbered_chapters, toc_documents
 
 pytestmark = pytest.mark.slow
@@ -312,7 +314,7 @@ def probe_report(dom: str, url: str) -> dict:
 
 def test_pages_render_offline_in_chromium(site):
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)")
+        pytest.fail(f"{CHROMIUM} not found: the site's browser checks need it; {INSTALL_HINT}", pytrace=False)
     with tempfile.TemporaryDirectory() as profile, serving(RecordingProxy) as proxy, \
             serving(partial(SiteHandler, directory=str(site))) as server:
         base = f"http://127.0.0.1:{server.server_address[1]}"
