@@ -537,14 +537,15 @@ def test_a_reply_longer_than_the_cap_becomes_an_error_reply(fresh):
     assert sb.alive  # the worker said so itself: nothing broke
 
 
-def _write_everywhere(line: str, then_sleep: float = 5.0, child: bool = False) -> str:
-    """A cell that writes the bytes expression ``line`` to every descriptor it can (the reply pipe
-    among them), from the kernel itself or from a child process it starts, then sleeps."""
+def _write_everywhere(line: str, then_sleep: float = 5.0, child: bool = False, times: int = 1) -> str:
+    """A cell that writes the bytes expression ``line`` ``times`` times to every descriptor it can
+    (the reply pipe among them), from the kernel itself or from a child process it starts, then sleeps."""
     body = ("import os\n"
             f"line = {line}\n"
             "for fd in range(3, 256):\n"
             "    try:\n"
-            "        os.write(fd, line)\n"
+            f"        for _ in range({times}):\n"
+            "            os.write(fd, line)\n"
             "    except OSError:\n"
             "        pass\n")
     if child:  # a forked child inherits every descriptor
@@ -592,8 +593,7 @@ def test_a_flood_of_huge_lines_does_not_grow_the_graders_memory(tmp_path):
     script = tmp_path / "flood.py"
     script.write_text(_FLOOD_SCRIPT, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    flood = _write_everywhere("b'[' + b'1,' * (24 * 2**20) + b'1]\\n'", then_sleep=0.1, child=True).replace(
-        "os.write(fd, line)", "[os.write(fd, line) for _ in range(5)]")
+    flood = _write_everywhere("b'[' + b'1,' * (24 * 2**20) + b'1]\\n'", then_sleep=0.1, child=True, times=5)
     runs = {}
     for mode, code in (("quiet", "x = 1"), ("flood", flood + "import time\ntime.sleep(10)\n")):
         done = subprocess.run([sys.executable, str(script), code], capture_output=True, text=True, env=env,
