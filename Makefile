@@ -38,7 +38,8 @@ test-fast: env
 	$(PY) -m pytest -m "not slow"
 
 # Time every budget on this machine — each chapter (120 s), each solution notebook (60 s), grading
-# (15 s per notebook, 1 and 2 workers), the diffusion sampler's overhead (2x) — and print one table
+# (4 core-seconds per notebook: 15 a minute on 1 worker, 30 on 2; at most half stock nbgrader's time),
+# the diffusion sampler's overhead (2x) — and print one table
 # (several minutes). Exit 1 when a budget is broken. The tests assert no timing; this does.
 bench: env
 	$(PY) -m benchmarks

@@ -6,7 +6,11 @@ of ``--workers`` (each run into its own report folder, all with the same ``--see
 row per run — workers, notebooks, wall seconds, notebooks per minute, speed-up over the first
 row — with the machine it ran on and the count of each status (a synthetic class should be all
 ``graded``), and checks that every run gave every student the same status, total and per-task
-scores.
+scores. Then (unless ``--no-stock``) it grades the same class with stock ``nbgrader autograde`` —
+one kernel per student, the checks inside it, no sandbox: the tool this grader replaces — and
+prints it as one more row, a column of each row's speed over it, the ratio of notebooks per minute
+of our fastest run to stock nbgrader's, and whether every student got the same points on every
+automatically graded task from both.
 
 The class (:func:`plan_class`, :func:`build_class`) is a fixed mix, drawn from ``--seed``:
 
@@ -19,8 +23,8 @@ The class (:func:`plan_class`, :func:`build_class`) is a fixed mix, drawn from `
 Counts are rounded by largest remainder and, from four students up, every kind appears at least
 once; student ids are ``student-000``, ``student-001``... in a shuffled order of kinds.
 
-Exit status: 0 when every run gave identical scores, 1 when they differ, 2 when grading could not
-run (no sandbox, unknown assignment, a ``--keep`` folder that is not empty).
+Exit status: 0 when every run gave identical scores (and stock nbgrader's points agree), 1 when
+they differ, 2 when grading could not run (no sandbox, unknown assignment, a ``--keep`` folder that is not empty).
 
 Example::
 
@@ -30,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import platform
@@ -37,6 +42,7 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,19 +201,97 @@ def student_scores(run: GradingRun) -> dict[str, tuple]:
             for r in run.results["submissions"]}
 
 
+def grade_with_nbgrader(submissions: Path, assignment: str, root: Path = REPO_ROOT) -> dict:
+    """Grade the class in ``submissions`` (``<student>.ipynb``) with stock ``nbgrader autograde``:
+    one kernel per student, one student at a time, the checks run inside the student's kernel, no
+    sandbox — the tool the sandboxed grader replaces, on the same notebooks.
+
+    It runs in a throwaway copy of the course (:func:`autograder.course.scratch_course`):
+    ``generate_assignment`` records the source's cells (hidden tests included) in a fresh gradebook,
+    the notebooks are copied to ``submitted/<student>/<a>/<a>.ipynb`` and ``autograde`` grades them
+    with nbgrader's own preprocessors (its ``Execute``, not the course's budgeted one) and the
+    course's kernel settings (:func:`autograder.nbgrader_config.course_config`).
+
+    Returns ``seconds`` (the ``autograde`` call alone), ``notebooks``, ``per_minute`` and
+    ``task_scores``: student → task → points, read from the gradebook (each task the sum of its
+    test cells, :func:`autograder.program.task_of`). Raises :class:`GradingError` when nbgrader fails."""
+    import shutil
+
+    from nbgrader.api import Gradebook
+    from nbgrader.converters import Autograde, GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+
+    from autograder import nbgrader_config as cfg
+    from autograder.course import scratch_course
+    from autograder.program import task_of
+    from autograder.validate import _environment
+
+    notebooks = sorted(Path(submissions).glob("*.ipynb"))
+    if not notebooks:
+        raise GradingError(f"no notebooks in {submissions}")
+    with scratch_course(root, [assignment], prefix="dgm-benchmark-nbgrader-") as scratch:
+        config = cfg.course_config(scratch)
+        config.Autograde.pop("autograde_preprocessors", None)  # nbgrader's own list: stock Execute
+
+        def coursedir() -> CourseDirectory:
+            folder = CourseDirectory(config=config)
+            folder.assignment_id = assignment
+            return folder
+
+        try:
+            GenerateAssignment(coursedir=coursedir(), config=config).start()
+        except Exception as err:  # noqa: BLE001 - nbgrader raises its own exceptions and others
+            raise GradingError(f"nbgrader generate_assignment failed: {err}") from err
+        for nb in notebooks:
+            target = scratch / cfg.SUBMITTED_DIR / nb.stem / assignment / f"{assignment}.ipynb"
+            target.parent.mkdir(parents=True)
+            shutil.copyfile(nb, target)
+        grader = Autograde(coursedir=coursedir(), config=config)
+        grader.log.setLevel(logging.ERROR)
+        start = time.perf_counter()
+        try:
+            with _environment(cfg.KERNEL_ENV), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module=r"nbgrader\.")  # SQLAlchemy's, from its gradebook
+                grader.start()
+        except Exception as err:  # noqa: BLE001
+            raise GradingError(f"nbgrader autograde failed: {err}") from err
+        seconds = time.perf_counter() - start
+        scores: dict[str, dict[str, float]] = {}
+        with Gradebook(cfg.gradebook_url(scratch), cfg.COURSE_ID) as gb:
+            for nb in notebooks:
+                tasks: dict[str, float] = {}
+                try:
+                    graded = gb.find_submission_notebook(assignment, assignment, nb.stem)
+                except Exception:  # noqa: BLE001 - not graded at all: no scores (every task then counts 0)
+                    scores[nb.stem] = tasks
+                    continue
+                for grade in graded.grades:
+                    if grade.cell_type == "code":  # test cells (written answers are graded by hand)
+                        task = task_of(grade.name)
+                        tasks[task] = tasks.get(task, 0.0) + float(grade.score or 0.0)
+                scores[nb.stem] = tasks
+    return {"seconds": seconds, "notebooks": len(notebooks),
+            "per_minute": 60.0 * len(notebooks) / seconds if seconds > 0 else float("inf"), "task_scores": scores}
+
+
 def run_benchmark(n: int = DEFAULT_N, assignment: str = DEFAULT_ASSIGNMENT, workers: list[int] | None = None,
                   seed: int = DEFAULT_SEED, keep: Path | None = None,
-                  echo: Callable[[str], None] | None = None) -> list[dict]:
+                  echo: Callable[[str], None] | None = None, stock: bool = False) -> list[dict]:
     """Build the synthetic class and grade it once per entry of ``workers`` (default ``[1, N]``,
-    N the usable cores), every run with grading seed ``seed``.
+    N the usable cores), every run with grading seed ``seed``; with ``stock``, grade it once more
+    with stock ``nbgrader autograde`` (:func:`grade_with_nbgrader`), the last row.
 
     Returns one dict per run, in order: ``workers``, ``notebooks`` (submissions graded),
     ``seconds`` (wall clock of the whole ``grade_folder`` call: program, sandboxes, reports),
     ``per_minute`` (notebooks per minute), ``speedup`` (the first run's seconds over this one's),
     ``scores`` (:func:`student_scores`), ``statuses`` (status → number of students) and ``out``
-    (the report folder, or None when it was in a temporary folder, now removed). With ``keep`` the class goes to ``keep/submissions`` and each
-    run's reports to ``keep/run-<k>-workers-<w>``; ``keep`` must be empty or absent. ``echo``
-    receives a line as each step starts (nothing when None). Raises :class:`GradingError`.
+    (the report folder, or None when it was in a temporary folder, now removed), ``grader``
+    (``"ours"``). The stock row has ``grader`` ``"nbgrader"``, ``workers`` 1, ``notebooks``,
+    ``seconds``, ``per_minute``, ``speedup`` (the first row's seconds over its own) and
+    ``disagree``: the students whose points on some automatically graded task differ from the first
+    run's. With ``keep`` the class goes to ``keep/submissions`` and each run's reports to
+    ``keep/run-<k>-workers-<w>``; ``keep`` must be empty or absent. ``echo`` receives a line as
+    each step starts (nothing when None). Raises :class:`GradingError`.
     """
     workers = list(workers) if workers else default_worker_list()
     if not workers or any(w < 1 for w in workers):
@@ -218,13 +302,13 @@ def run_benchmark(n: int = DEFAULT_N, assignment: str = DEFAULT_ASSIGNMENT, work
         if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
             raise GradingError(f"--keep {keep}: give a folder that is empty or does not exist yet")
         keep.mkdir(parents=True, exist_ok=True)
-        return _run_in(keep, n, assignment, workers, seed, say, kept=True)
+        return _run_in(keep, n, assignment, workers, seed, say, kept=True, stock=stock)
     with tempfile.TemporaryDirectory(prefix="dgm-benchmark-") as tmp:
-        return _run_in(Path(tmp), n, assignment, workers, seed, say, kept=False)
+        return _run_in(Path(tmp), n, assignment, workers, seed, say, kept=False, stock=stock)
 
 
 def _run_in(base: Path, n: int, assignment: str, workers: list[int], seed: int,
-            say: Callable[[str], None], kept: bool) -> list[dict]:
+            say: Callable[[str], None], kept: bool, stock: bool = False) -> list[dict]:
     """:func:`run_benchmark` with every file under ``base``."""
     start = time.perf_counter()
     try:
@@ -249,9 +333,41 @@ def _run_in(base: Path, n: int, assignment: str, workers: list[int], seed: int,
                      "speedup": (rows[0]["seconds"] / seconds) if rows and seconds > 0 else 1.0,
                      "scores": student_scores(run),
                      "statuses": dict(Counter(r["status"] for r in run.results["submissions"])),
-                     "out": out if kept else None})
+                     "out": out if kept else None, "grader": "ours"})
         say(f"  done in {seconds:.1f} s")
+    if stock:
+        say("stock nbgrader autograde: one kernel per student, checks in the kernel, no sandbox")
+        result = grade_with_nbgrader(base / "submissions", assignment)
+        rows.append({"grader": "nbgrader", "workers": 1, "notebooks": result["notebooks"],
+                     "seconds": result["seconds"], "per_minute": result["per_minute"],
+                     "speedup": rows[0]["seconds"] / result["seconds"] if result["seconds"] > 0 else 1.0,
+                     "disagree": _disagreeing(rows[0]["scores"], result["task_scores"], assignment)})
+        say(f"  done in {result['seconds']:.1f} s")
     return rows
+
+
+def _disagreeing(ours: dict[str, tuple], stock: dict[str, dict[str, float]], assignment: str,
+                 root: Path = REPO_ROOT) -> list[str]:
+    """Students whose points on an automatically graded task differ between our run (``ours``:
+    :func:`student_scores`) and stock nbgrader's (``stock``: student → task → points; a task it did
+    not grade counts 0)."""
+    from autograder.program import build_program, tasks_table
+
+    automatic = [t["name"] for t in tasks_table(build_program(root, assignment)) if not t["manual"]]
+    differ = []
+    for student in sorted(set(ours) | set(stock)):
+        if student not in ours or student not in stock:
+            differ.append(student)
+            continue
+        points = dict(ours[student][2])
+        if any(abs((points.get(task) or 0.0) - stock[student].get(task, 0.0)) > 1e-9 for task in automatic):
+            differ.append(student)
+    return differ
+
+
+def ours(rows: list[dict]) -> list[dict]:
+    """The rows of our grader's runs (without the stock nbgrader row)."""
+    return [r for r in rows if r.get("grader", "ours") == "ours"]
 
 
 def default_worker_list() -> list[int]:
@@ -261,12 +377,15 @@ def default_worker_list() -> list[int]:
 
 
 def scores_agree(rows: list[dict]) -> bool:
-    """Whether every run in ``rows`` gave every student the same status, total and task scores."""
+    """Whether every run of our grader in ``rows`` gave every student the same status, total and
+    task scores."""
+    rows = ours(rows)
     return all(r["scores"] == rows[0]["scores"] for r in rows[1:])
 
 
 def differing_students(rows: list[dict]) -> list[str]:
-    """Students whose status, total or task scores differ between some runs of ``rows``."""
+    """Students whose status, total or task scores differ between some runs of our grader in ``rows``."""
+    rows = ours(rows)
     students = sorted({s for r in rows for s in r["scores"]})
     return [s for s in students if len({r["scores"].get(s) for r in rows}) > 1]
 
@@ -275,6 +394,8 @@ def format_statuses(rows: list[dict]) -> str:
     """One line counting the students of each status, per run when the runs differ. A synthetic
     class should be all ``graded``; anything else (every student ``crashed``: the sandbox cannot
     start here) makes the times meaningless."""
+    rows = ours(rows)
+
     def tally(statuses: dict[str, int]) -> str:
         return ", ".join(f"{name} {count}" for name, count in sorted(statuses.items()))
 
@@ -284,12 +405,37 @@ def format_statuses(rows: list[dict]) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """The runs as a plain-text table: workers, notebooks, wall seconds, notebooks per minute and
-    speed-up over the first row."""
-    lines = [f"{'workers':>7}  {'notebooks':>9}  {'wall s':>8}  {'nb/min':>7}  {'speed-up':>8}"]
+    """The runs as a plain-text table: grader, workers, notebooks, wall seconds, notebooks per
+    minute, speed-up over the first row and, when a stock nbgrader row is there, each row's speed
+    over stock nbgrader's (its seconds over the row's)."""
+    stock = next((r for r in rows if r.get("grader") == "nbgrader"), None)
+    head = f"{'grader':<18}  {'workers':>7}  {'notebooks':>9}  {'wall s':>8}  {'nb/min':>7}  {'speed-up':>8}"
+    lines = [head + (f"  {'vs nbgrader':>11}" if stock else "")]
     for r in rows:
-        lines.append(f"{r['workers']:>7}  {r['notebooks']:>9}  {r['seconds']:>8.1f}  {r['per_minute']:>7.1f}  "
-                     f"{r['speedup']:>7.2f}x")
+        name = "nbgrader autograde" if r.get("grader") == "nbgrader" else "ours (sandboxed)"
+        line = (f"{name:<18}  {r['workers']:>7}  {r['notebooks']:>9}  {r['seconds']:>8.1f}  {r['per_minute']:>7.1f}  "
+                f"{r['speedup']:>7.2f}x")
+        if stock:
+            line += f"  {stock['seconds'] / r['seconds'] if r['seconds'] > 0 else float('inf'):>10.2f}x"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """Two lines comparing our fastest run with stock nbgrader's: notebooks per minute of each and
+    their ratio, and whether every student got the same points on every automatically graded task."""
+    stock = next(r for r in rows if r.get("grader") == "nbgrader")
+    best = max(ours(rows), key=lambda r: r["per_minute"])
+    ratio = best["per_minute"] / stock["per_minute"] if stock["per_minute"] > 0 else float("inf")
+    lines = [f"ours with {best['workers']} worker(s): {best['per_minute']:.1f} notebooks/min; stock nbgrader "
+             f"autograde: {stock['per_minute']:.1f} notebooks/min; ratio {ratio:.2f}x"]
+    bad = stock["disagree"]
+    if not bad:
+        lines.append(f"verdicts: every student's points on every automatically graded task are the same as "
+                     f"stock nbgrader's ({stock['notebooks']} students)")
+    else:
+        lines.append(f"verdicts: DIFFER from stock nbgrader's for {len(bad)} of {stock['notebooks']} students: "
+                     + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
     return "\n".join(lines)
 
 
@@ -329,6 +475,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default %(default)s)")
     p.add_argument("--keep", type=Path, default=None, metavar="DIR",
                    help="keep the class (DIR/submissions) and every run's reports in DIR (empty or new)")
+    p.add_argument("--no-stock", dest="stock", action="store_false",
+                   help="skip grading the class with stock `nbgrader autograde` for comparison")
     return p
 
 
@@ -342,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_machine(machine), flush=True)
     try:
         rows = run_benchmark(args.n, args.assignment, args.workers, args.seed, keep=args.keep,
-                             echo=lambda line: print(line, flush=True))
+                             echo=lambda line: print(line, flush=True), stock=args.stock)
     except GradingError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 2
@@ -359,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scores: DIFFER between runs for {len(bad)} of {students} students (seed {args.seed}): "
               + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
         code = 1
+    stock = next((r for r in rows if r.get("grader") == "nbgrader"), None)
+    if stock is not None:
+        print(format_comparison(rows))
+        if stock["disagree"]:
+            code = 1
     if args.keep is not None:
         print(f"class and reports kept in {args.keep}")
     return code

@@ -35,9 +35,19 @@ def _context():
     with _LOCK:
         if _CONTEXT is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["autograder.judge", "autograder.judge_warmup"])
+            ctx.set_forkserver_preload(["autograder.judge", "autograder.judge_warmup", *_main_preload()])
             _CONTEXT = ctx
         return _CONTEXT
+
+
+def _main_preload() -> list[str]:
+    """The grader's modules, for the fork server to import once besides the checks. Every child
+    of the server first makes the parent's main module its own (multiprocessing's rule: a main run
+    with ``-m`` is run again by name, unless it is a package's ``__main__``; one run as a file, by
+    path). With the grader's modules already imported in the server, that costs the main's body
+    alone instead of importing the grader's whole command line again for each judgement (about a
+    second each). The main module itself is not preloaded: runpy would run it over its own copy."""
+    return ["autograder.grade", "autograder.samples"]
 
 
 def _child(conn, task: str, encoded: str, suite: str, expected: Any, seed: int, memory_bytes: int) -> None:

@@ -10,6 +10,9 @@ Every :class:`Attack` builds one submission file (:attr:`Attack.build`) aimed at
   answer counts only if the hostile code returned — which the sandbox must not let it do.
 * ``"full"`` — a benign but awkward submission (a duplicated cell, noisy output, re-ordered or
   mislabelled cells, writes that fail) that must keep full marks on its target.
+* ``"not full"`` — a cheat whose answer is right where the visible suite looks (the values) and
+  wrong only where the hidden one does (the gradients): it keeps the visible suite's points and must
+  lose the hidden suite's, so less than full marks on its target.
 
 :attr:`Attack.statuses` lists the statuses the submission may end with (a fork bomb must end as a
 ``timeout``, a truncated file as ``invalid``...). No status may depend on how loaded the grading
@@ -75,12 +78,13 @@ class Attack:
     target: str                                # the task it aims at
     description: str                           # what it tries, and why the grader must hold
     build: Callable[[Path], bytes] = field(repr=False)   # root -> the submission file's bytes
-    expect: str = "zero"                       # "zero" or "full" on ``target``
+    expect: str = "zero"                       # "zero", "full" or "not full" on ``target``
     statuses: tuple[str, ...] = GRADED         # statuses it may end with
+    threat: str = ""                           # the class of attack (:data:`THREATS`), set by its section
 
     def __post_init__(self) -> None:
-        if self.expect not in ("zero", "full"):
-            raise ValueError(f"{self.name}: expect must be 'zero' or 'full', not {self.expect!r}")
+        if self.expect not in ("zero", "full", "not full"):
+            raise ValueError(f"{self.name}: expect must be 'zero', 'full' or 'not full', not {self.expect!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1189,8 +1193,160 @@ def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
 '''
 
 
-SUITE: tuple[Attack, ...] = (
-    # cheating the comparisons
+# --- round 2 of the issue's classes: the reply pipe, lies about gradients and inputs, state left
+# --- for the next sandbox, host paths, ids that differ only in case
+
+REPLY_FLOOD = """
+# A child process writes five 48 MiB lines to every descriptor it inherited, the reply pipe among
+# them, while the kernel goes on: the grader must not hold them in memory, and must stop the sandbox.
+import os
+
+_line = b"x" * (48 * 2**20) + b"\\n"
+_child = os.fork()
+if _child == 0:
+    for _fd in range(3, 64):
+        for _ in range(5):
+            try:
+                os.write(_fd, _line)
+            except OSError:
+                break
+    os._exit(0)
+os.waitpid(_child, 0)
+"""
+
+PATCHED_AUTOGRAD = """
+# The gradients the grader asks for are computed in this process: make them say nothing.
+def _no_gradients(outputs, inputs, *args, **kwargs):
+    return []
+
+
+torch.autograd.grad = _no_gradients
+
+
+def linear_gaussian_posterior(x, W, b, sigma2):
+    \"\"\"Right values, wrong gradients: computed from detached inputs, with a zero-weighted link
+    kept so that the result still requires grad (its gradients are all zero).\"\"\"
+    s2 = torch.as_tensor(sigma2, dtype=W.dtype)
+    Wd, bd, xd, s2d = W.detach(), b.detach(), x.detach(), s2.detach()
+    K = W.shape[1]
+    cov = torch.linalg.inv(torch.eye(K, dtype=W.dtype) + Wd.T @ Wd / s2d)
+    mean = (xd - bd) @ Wd @ cov / s2d
+    link = 0.0 * (x.sum() + W.sum() + b.sum() + s2.sum())
+    return mean + link, cov + link
+"""
+
+PATCHED_EQUAL = """
+# Whether a call changed its inputs used to be decided in this process with torch.equal: make
+# every comparison agree, then spoil the caller's tensor after computing the right value.
+torch.equal = lambda *args, **kwargs: True
+torch.Tensor.equal = lambda *args, **kwargs: True
+
+
+def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):
+    log_ratio = logvar_q - logvar_p
+    kl = 0.5 * (torch.exp(log_ratio) + (mean_q - mean_p) ** 2 * torch.exp(-logvar_p) - 1.0 - log_ratio).sum(-1)
+    with torch.no_grad():
+        mean_q.mul_(-1.0)
+    return kl
+"""
+
+KEYRING = """
+# Leave a key in the kernel keyring of this slot's user for whoever is graded next in the slot,
+# and read what an earlier student left there (the keyring outlives the process).
+import ctypes
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_add_key, _keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}.get(platform.machine(), (248, 250))
+_key = _libc.syscall(_add_key, b"user", b"dgm-redteam", b"left for the next student", 25, -4)
+_read = _libc.syscall(_keyctl, 11, -4, None, 0)
+_attack_worked = _key >= 0 or _read >= 0
+print("keyring:", _key, _read)
+"""
+
+HOST_PATHS = """
+# Look for the host's repository and virtual environment in process 1's command line, this
+# process's, sys.path, sys.prefix and the working directory.
+import os
+import sys
+
+_seen = []
+for _pid in ("1", "self"):
+    try:
+        _seen.append(open(f"/proc/{_pid}/cmdline", "rb").read().decode("utf-8", "replace"))
+    except OSError:
+        pass
+_seen += list(sys.path) + [sys.prefix, sys.executable, os.getcwd()]
+_leaks = [p for p in HOSTS if any(p in text for text in _seen)]
+_attack_worked = bool(_leaks)
+print("host paths seen:", _leaks)
+"""
+
+
+def _indented(source: str) -> str:
+    return textwrap.indent(textwrap.dedent(source).strip("\n"), "    ")
+
+
+def rewarding(gid: str, probe: str, **values: object) -> Callable[[Path], bytes]:
+    """A builder: answer cell ``gid`` runs ``probe`` (``str.format``-free: ``values`` are bound as
+    names before it), which sets ``_attack_worked``; the cell then holds the solution's answer if
+    the attack worked and a known-wrong one (its mutant) if it did not. A "zero" attack built this
+    way scores only where the sandbox let the probe see what it must not."""
+    def build(root: Path) -> bytes:
+        from autograder.samples import load_mutants
+
+        right = solution_answers(root, ASSIGNMENT)[gid]
+        wrong = next(m.source for m in load_mutants(ASSIGNMENT) if m.grade_id == gid)
+        bound = "".join(f"{name} = {value!r}\n" for name, value in values.items())
+        source = (bound + textwrap.dedent(probe).strip("\n") + "\n\nif _attack_worked:\n" + _indented(right)
+                  + "\nelse:\n" + _indented(wrong))
+        return notebook_bytes(with_answers(root, {gid: source}))
+    return build
+
+
+def _host_paths(root: Path) -> bytes:
+    import os
+
+    hosts = sorted({str(Path(root).resolve()), str(REPO_ROOT), os.path.realpath(sys.prefix)})
+    return rewarding("concept_kl_asymmetry", HOST_PATHS, HOSTS=hosts)(root)
+
+
+def mutant_of(name: str) -> Callable[[Path], bytes]:
+    """A builder: the solution with the mutant ``mutants/<assignment>/<name>.py`` in its answer cell."""
+    def build(root: Path) -> bytes:
+        from autograder.samples import load_mutants
+
+        mutant = next(m for m in load_mutants(ASSIGNMENT) if m.name == name)
+        return notebook_bytes(with_answers(root, {mutant.grade_id: mutant.source}))
+    return build
+
+
+#: The classes of attack, in the order the suite lists them (each attack's :attr:`Attack.threat`).
+THREATS = ("cheating the comparisons", "lying to the grader", "calling the reference", "looking around, writing outside",
+           "resources and processes", "awkward but correct", "notebook structure", "one file against the class",
+           "a Monte Carlo answer that is not sampled", "student text in the reports", "flooding the reply pipe",
+           "state and paths between sandboxes", "student ids", "the grader's own process")
+
+
+def _sections(*items: "str | Attack") -> tuple[Attack, ...]:
+    """The attacks of ``items``, each given the class (:data:`THREATS`) of the last string before it."""
+    import dataclasses
+
+    threat, attacks = None, []
+    for item in items:
+        if isinstance(item, str):
+            if item not in THREATS:
+                raise ValueError(f"unknown class of attack {item!r}")
+            threat = item
+        else:
+            if threat is None:
+                raise ValueError(f"{item.name}: no class of attack before it")
+            attacks.append(dataclasses.replace(item, threat=threat))
+    return tuple(attacks)
+
+
+SUITE: tuple[Attack, ...] = _sections(
+    "cheating the comparisons",
     Attack("rebind_torch_numpy", "gaussian_kl_diag",
            "rebinds torch.allclose/equal/isclose, np.allclose, math.isclose to always agree; wrong answer",
            replacing("gaussian_kl_diag", REBIND_TORCH_NUMPY)),
@@ -1214,7 +1370,7 @@ SUITE: tuple[Attack, ...] = (
     Attack("pickle_return", "gaussian_kl_diag",
            f"returns an object whose __reduce__ creates {PICKLE_MARKERS['return']} when unpickled",
            replacing("gaussian_kl_diag", PICKLE_RETURN)),
-    # talking to the grader
+    "lying to the grader",
     Attack("forge_reply", "gaussian_kl_diag",
            "writes 300 forged all-passed replies to every descriptor > 2 in /proc/self/fd, in the cell and "
            "in every call; wrong answer", replacing("gaussian_kl_diag", FORGE_REPLY),
@@ -1226,7 +1382,7 @@ SUITE: tuple[Attack, ...] = (
     Attack("traceback_leak", "lg_posterior",
            "raises with traceback.print_stack() and the source of every calling frame (sys._getframe)",
            replacing("lg_posterior", TRACEBACK_LEAK)),
-    # the reference implementations
+    "calling the reference",
     Attack("env_switch_reference", "gaussian_kl_diag",
            "reads the environment for signs of grading and then calls dgm.divergences.gaussian_kl",
            replacing("gaussian_kl_diag", ENV_SWITCH_REFERENCE)),
@@ -1241,7 +1397,7 @@ SUITE: tuple[Attack, ...] = (
     Attack("reference_from_bytecode", "gaussian_kl_diag",
            "loads dgm/__pycache__/divergences.*.pyc with marshal and exec at module level, and calls its "
            "gaussian_kl; a wrong answer when there is no bytecode", replacing("gaussian_kl_diag", BYTECODE_REFERENCE)),
-    # looking around, writing outside
+    "looking around, writing outside",
     Attack("snoop_filesystem", "concept_kl_asymmetry",
            "walks up from the working directory and down from / for solutions/, gradebook.db, *.ipynb, "
            "autograder/; prints what it finds, steals the hidden answer if it can, forges score files; "
@@ -1252,7 +1408,7 @@ SUITE: tuple[Attack, ...] = (
            "writes into /tmp, /, /work, the repository, the dgm package, sys.prefix, ~/.., /home, /opt/kernel... directly "
            "and through symlinks; correct derivation after it", prefixing("kl_derivation_steps", WRITE_OUTSIDE),
            expect="full"),
-    # resources and processes
+    "resources and processes",
     Attack("fork_bomb", "concept_vae_sampling", "a fork bomb (capped processes retry every 50 ms), then the answer",
            prefixing("concept_vae_sampling", FORK_BOMB), statuses=("timeout",)),
     Attack("memory_10gb", "lg_elbo", "touches a 10 GB tensor, then the correct answer",
@@ -1268,7 +1424,7 @@ SUITE: tuple[Attack, ...] = (
            replacing("mixture_responsibilities", KILL_PARENT), statuses=("graded", "crashed")),
     Attack("killpg", "concept_two_image_elbo", "os.killpg of the parent's group, of group 1 and of its own group",
            replacing("concept_two_image_elbo", KILLPG), statuses=("crashed", "graded")),
-    # awkward but correct
+    "awkward but correct",
     Attack("duplicated_answer", "gaussian_kl_diag", "the correct answer cell copy-pasted twice",
            _duplicated_answer, expect="full"),
     Attack("stderr_noise", "kl_monte_carlo", "warnings.warn, print to stderr and a torch warning, then the answer",
@@ -1280,7 +1436,7 @@ SUITE: tuple[Attack, ...] = (
     Attack("pickle_metadata", "gaussian_kl_diag",
            f"the full solution with a base64 pickle (creating {PICKLE_MARKERS['metadata']}) in every metadata "
            "and a kernelspec naming /bin/sh", _pickle_metadata, expect="full"),
-    # structure
+    "notebook structure",
     Attack("test_cell_edited", "gaussian_kl_diag",
            "its test cells replaced by `pass` and worth 100 points, the answer cell marked graded; wrong answer",
            _test_cell_edited),
@@ -1292,22 +1448,25 @@ SUITE: tuple[Attack, ...] = (
     Attack("markdown_claims_answer", "gaussian_kl_diag",
            "a markdown cell with the answer cell's metadata, holding code that ends the kernel",
            _markdown_claims_answer, expect="full"),
-    # not notebooks
+    "one file against the class",
     Attack("truncated_json", "gaussian_kl_diag", "the solution's file cut in half", _truncated_json,
            statuses=("invalid",)),
     Attack("png_bytes", "gaussian_kl_diag", "a PNG image named .ipynb", _png_bytes, statuses=("invalid",)),
     Attack("json_list", "gaussian_kl_diag", "a JSON list instead of a notebook", _json_list, statuses=("invalid",)),
     Attack("empty_file", "gaussian_kl_diag", "an empty file", _empty_file, statuses=("invalid",)),
     # found by a review
+    "calling the reference",
     Attack("factory_bypass", "gaussian_kl_diag", "torch.distributions inside a function built by a factory",
            replacing("gaussian_kl_diag", FACTORY_BYPASS)),
     Attack("dict_bypass", "kl_monte_carlo", "torch.__dict__['distributions'] inside the function",
            replacing("kl_monte_carlo", DICT_BYPASS)),
     Attack("run_cell_bypass", "gaussian_kl_diag", "the forbidden import run as a string by get_ipython().run_cell",
            replacing("gaussian_kl_diag", RUN_CELL_BYPASS)),
+    "a Monte Carlo answer that is not sampled",
     Attack("fixed_seed_mc", "kl_monte_carlo",
            "ignores the generator and answers the third call with junk to dodge the different-seeds check",
            replacing("kl_monte_carlo", FIXED_SEED_MC)),
+    "resources and processes",
     Attack("opaque_flood", "gaussian_kl_diag", "replies with 300,000 objects of distinct classes",
            # building 300,000 classes (seconds) and encoding the reply may outlast a cell's or a call's
            # limit on a loaded machine, and the reply cap may end the kernel: the score is what counts
@@ -1318,12 +1477,13 @@ SUITE: tuple[Attack, ...] = (
     Attack("sympy_reply_flood", "lg_posterior", "a function replying with 170 copies of a 20,000-node SymPy sum",
            # encoding ~60 MB in the sandbox may outlast a short cell limit on a loaded machine: timeout is fine
            replacing("lg_posterior", SYMPY_REPLY_FLOOD), statuses=("graded", "timeout", "crashed")),
-    # one file never stops or corrupts the class
+    "one file against the class",
     Attack("deeply_nested_json", "gaussian_kl_diag",
            "the solution with 100,000 nested lists in a cell's metadata (~200 KB; json.loads recursed)",
            _deeply_nested_json, statuses=("invalid",)),
     Attack("many_cells", "gaussian_kl_diag", "the solution and 350,000 empty cells (~17 MB, under the size cap)",
            _many_cells, statuses=("invalid",)),
+    "student text in the reports",
     Attack("surrogate_in_json", "gaussian_kl_diag",
            "lone surrogates (JSON escapes) in a comment of the correct answer (nbformat.write raised)",
            _surrogate_in_json, expect="full"),
@@ -1333,6 +1493,7 @@ SUITE: tuple[Attack, ...] = (
            "a forged verdict and an image from 127.0.0.1 in Markdown, printed, raised by the cell and by "
            "every call", replacing("gaussian_kl_diag", FORGED_MESSAGE)),
     # the allow-list of an answer (found by a review; each scored before the rule became one)
+    "calling the reference",
     Attack("rebind_bypass", "gaussian_kl_diag",
            "a wrong def, then the name rebound to a torch.distributions version later in the cell",
            replacing("gaussian_kl_diag", REBIND_BYPASS)),
@@ -1351,11 +1512,36 @@ SUITE: tuple[Attack, ...] = (
     Attack("coursework_helper_bypass", "gaussian_kl_diag",
            "the KL from a private helper of the checks (coursework.ch01._kl_var_slip)",
            replacing("gaussian_kl_diag", COURSEWORK_HELPER_BYPASS)),
+    "flooding the reply pipe",
+    Attack("reply_flood", "mixture_responsibilities",
+           "a forked child writes five 48 MiB lines to every inherited descriptor (the reply pipe among them), "
+           "then the correct answer", prefixing("mixture_responsibilities", REPLY_FLOOD),
+           # a line past the cap breaks the protocol: the sandbox is killed (each replay again)
+           statuses=("crashed", "timeout")),
+    "lying to the grader",
+    Attack("patched_autograd", "lg_posterior",
+           "torch.autograd.grad patched to return [] in the kernel; right values, all-zero gradients",
+           replacing("lg_posterior", PATCHED_AUTOGRAD), expect="not full"),
+    Attack("patched_equal", "gaussian_kl_diag",
+           "torch.equal patched to agree; the right KL, then the caller's mean_q negated in place",
+           replacing("gaussian_kl_diag", PATCHED_EQUAL)),
+    "state and paths between sandboxes",
+    Attack("keyring_left_behind", "concept_vae_sampling",
+           "adds a key to this slot user's kernel keyring and reads the keyring; the right answer only if either worked",
+           rewarding("concept_vae_sampling", KEYRING)),
+    Attack("host_paths", "concept_kl_asymmetry",
+           "looks for the host's repository and venv in /proc/1/cmdline, its own cmdline, sys.path, sys.prefix; "
+           "the right answer only if it finds one", _host_paths),
+    "student ids",
+    Attack("CONTROL", "gaussian_kl_diag",
+           "an id that differs from the control student's only in letter case, and a wrong answer: each keeps "
+           "its own id and grade", mutant_of("gaussian_kl_diag__swapped_args")),
 )
 
 #: Attacks on the grader's own process rather than on the sandbox: graded in a run of their own,
 #: beside correct submissions whose grades they must not disturb.
-GRADER_SIDE: tuple[Attack, ...] = (
+GRADER_SIDE: tuple[Attack, ...] = _sections(
+    "the grader's own process",
     Attack("sympy_power_bomb", "kl_derivation_steps",
            "a (wrong) derivation carrying 30 unevaluated terms |0 * 10**(39 * (100000 + i))|: cheap to build, "
            "seconds of exact integer arithmetic each wherever a number is substituted into the step",
@@ -1381,6 +1567,37 @@ def write_suite(folder: Path, root: Path = REPO_ROOT, attacks: tuple[Attack, ...
         path.write_bytes(attack.build(Path(root)))
         paths.append(path)
     return paths
+
+
+def holds(attack: Attack, record: dict, full: float) -> bool:
+    """Whether grading held against ``attack``: its record's score on the target is what
+    :attr:`Attack.expect` asks (``full`` is the target's points) and its status one of
+    :attr:`Attack.statuses`."""
+    score = record["scores"].get(attack.target)
+    scored = {"zero": score == 0, "full": score == full,
+              "not full": score is not None and score < full}[attack.expect]
+    return scored and record["status"] in attack.statuses
+
+
+def format_table(attacks: tuple[Attack, ...], records: dict[str, dict], max_points: dict[str, float]) -> str:
+    """The red-team table in Markdown: attack, class, target, expected, got (points on the target
+    and status) and whether grading held; then a line counting the attacks that did not hold."""
+    lines = ["| attack | class | target | expected | got | holds |", "|---|---|---|---|---|---|"]
+    failed = 0
+    for attack in attacks:
+        record = records.get(attack.name)
+        full = max_points[attack.target]
+        if record is None:
+            got, ok = "no record", False
+        else:
+            got = f"{record['scores'].get(attack.target)!s:>4}/{full:g}, {record['status']}"
+            ok = holds(attack, record, full)
+        failed += not ok
+        lines.append(f"| {attack.name} | {attack.threat} | {attack.target} | {attack.expect}, "
+                     f"{'/'.join(attack.statuses)} | {got} | {'yes' if ok else 'NO'} |")
+    lines.append("")
+    lines.append(f"attacks not holding: {failed} of {len(attacks)}")
+    return "\n".join(lines)
 
 
 def escape_folders() -> list[Path]:

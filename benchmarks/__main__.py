@@ -23,7 +23,7 @@ from benchmarks.table import FAILED, OVER, Row, exit_status, format_table, load_
 PARTS = ("chapters", "exercises", "grading", "sampler")
 #: The budget of each part, overridable with --budget PART=VALUE (seconds; a ratio for the sampler).
 BUDGETS = {"chapters": notebooks.CHAPTER_BUDGET_S, "exercises": notebooks.SOLUTION_BUDGET_S,
-           "grading": grading.PER_NOTEBOOK_BUDGET_S, "sampler": sampler.OVERHEAD_BUDGET}
+           "grading": grading.CORE_SECONDS_PER_NOTEBOOK, "sampler": sampler.OVERHEAD_BUDGET}
 #: --quick: sizes small enough for a test (the notebooks cannot be shrunk; grade one tiny class).
 QUICK_GRADING_N = 2
 

@@ -51,22 +51,38 @@ class GradRequest:
     ``inputs``: indices of tensor arguments to differentiate with respect to; ``params_of``: the
     index of an ``nn.Module`` argument whose parameters to differentiate with respect to;
     ``output``: which item of a tuple output to differentiate (None: the first item of a tuple, or
-    the output itself). The gradient is that of the selected output's ``sum()``.
+    the output itself); ``weights``: a tensor the selected output is multiplied by, elementwise,
+    before summing (None: all ones). The gradient is that of ``(output * weights).sum()``: random
+    weights see every element's gradient, where a plain sum can be blind — responsibilities sum to
+    1 over the components whatever the inputs, so the gradient of their sum is 0 for right and
+    wrong answers alike.
     """
 
     inputs: tuple[int, ...] = ()
     params_of: int | None = None
     output: int | None = None
+    weights: torch.Tensor | None = None
 
     def as_dict(self) -> dict:
-        return {"inputs": list(self.inputs), "params_of": self.params_of, "output": self.output}
+        from coursework import wire
+
+        return {"inputs": list(self.inputs), "params_of": self.params_of, "output": self.output,
+                "weights": None if self.weights is None else wire.encode(self.weights)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "GradRequest":
+        from coursework import wire
+
         inputs = tuple(int(i) for i in d.get("inputs", ()))
         params_of = d.get("params_of")
         output = d.get("output")
-        return cls(inputs, None if params_of is None else int(params_of), None if output is None else int(output))
+        weights = d.get("weights")
+        if weights is not None:
+            weights = wire.decode(weights, strict=False)
+            if type(weights) is not torch.Tensor:  # noqa: E721
+                raise ValueError("the gradient's weights must be a tensor")
+        return cls(inputs, None if params_of is None else int(params_of), None if output is None else int(output),
+                   weights)
 
 
 @dataclass
@@ -114,7 +130,8 @@ def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = N
     if grad.params_of is not None:
         targets += list(args[grad.params_of].parameters())
     try:
-        outcome.grads = list(torch.autograd.grad(sel.sum(), targets, allow_unused=True))
+        total = sel.sum() if grad.weights is None else (sel * grad.weights.to(sel.dtype)).sum()
+        outcome.grads = list(torch.autograd.grad(total, targets, allow_unused=True))
     except Exception as err:  # noqa: BLE001
         outcome.error_type, outcome.error_message, outcome.stage = type(err).__name__, _message(err), "grad"
     return outcome
@@ -235,12 +252,18 @@ def same_tensor(a: Any, b: torch.Tensor) -> bool:
 def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torch.Tensor], wrt: Sequence[int],
                           where: str, output: int | None = None) -> None:
     """The student's output (item ``output`` of a tuple, if given) is differentiable and the
-    gradients of its sum with respect to the arguments ``wrt`` equal those of ``ref``'s."""
-    _, mine = call(ctx, fn, *args, where=where, grad=GradRequest(inputs=tuple(wrt), output=output))
+    gradients of its weighted sum — random weights of the reference output's shape, drawn from
+    ``ctx`` (:class:`GradRequest`) — with respect to the arguments ``wrt`` equal those of ``ref``'s."""
+    probe = invoke_local(ref, args)
+    value = probe.value[0] if isinstance(probe.value, tuple) else probe.value
+    if probe.error_type is not None or type(value) is not torch.Tensor:  # noqa: E721
+        raise RuntimeError(f"the reference of {ctx.task} gave no tensor to weigh ({probe.error_type})")
+    weights = ctx.randn(*value.shape, dtype=value.dtype)
+    _, mine = call(ctx, fn, *args, where=where, grad=GradRequest(inputs=tuple(wrt), output=output, weights=weights))
     if mine is None:
         ctx.fail(f"{where}: the result does not depend differentiably on the inputs "
                  "(did you use .item(), numpy, or .detach()? keep everything in torch)")
-    theirs = invoke_local(ref, args, GradRequest(inputs=tuple(wrt)))
+    theirs = invoke_local(ref, args, GradRequest(inputs=tuple(wrt), weights=weights))
     if theirs.grads is None:
         raise RuntimeError(f"the reference of {ctx.task} is not differentiable")
     if len(mine) != len(theirs.grads):  # call() has checked the count: this is the reference's side
@@ -290,32 +313,115 @@ def numeric(expr, point: Mapping[str, float]) -> float:
 
     Free symbols are matched by name, so the student's symbols and the checker's need only share
     names. Definite single integrals are evaluated numerically after the other symbols are set.
+    (:func:`numeric_at` evaluates at many points at once, compiling the integrands once.)
     """
-    import sympy as sp
+    return numeric_at(expr, [point])[0]
+
+
+def _quad(f, a: float, b: float) -> float:
+    """∫_a^b f by scipy.quad, a point where ``f`` overflows or is undefined counting as 0."""
     from scipy.integrate import quad
+
+    def safe(t):
+        try:
+            v = f(t)
+        except (OverflowError, ValueError, ZeroDivisionError):
+            return 0.0
+        return 0.0 if math.isnan(v) else v
+    val, _ = quad(safe, a, b, epsabs=1e-12, epsrel=1e-11, limit=200)
+    return val
+
+
+def _definite(node):
+    """``(var, lower, upper)`` of an integral node, or the derivation fails (one variable, both limits)."""
+    if len(node.limits) != 1 or len(node.limits[0]) != 3:
+        raise CheckFailed("integrals must be definite single integrals, e.g. Integral(f, (z, -oo, oo))")
+    return node.limits[0]
+
+
+def _numeric_nested(expr, point: Mapping[str, float]) -> float:
+    """:func:`numeric` at one point for an expression with integrals inside integrals: the parameters
+    substituted first, the innermost integrals evaluated first."""
+    import sympy as sp
 
     e = expr.subs({s: point[s.name] for s in expr.free_symbols if s.name in point})
 
     def integrate(node):
-        if len(node.limits) != 1 or len(node.limits[0]) != 3:
-            raise CheckFailed("integrals must be definite single integrals, e.g. Integral(f, (z, -oo, oo))")
-        var, a, b = node.limits[0]
+        var, a, b = _definite(node)
         f = sp.lambdify(var, sp.expand_log(node.function, force=True), "math")
-
-        def safe(t):
-            try:
-                v = f(t)
-            except (OverflowError, ValueError, ZeroDivisionError):
-                return 0.0
-            return 0.0 if math.isnan(v) else v
-        val, _ = quad(safe, float(a), float(b), epsabs=1e-12, epsrel=1e-11, limit=200)
-        return sp.Float(val)
+        return sp.Float(_quad(f, float(a), float(b)))
 
     e = e.replace(lambda n: isinstance(n, sp.Integral), integrate)
     try:
         return float(sp.N(e))
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _lambdify(symbols: Sequence, expr, module: str):
+    """``sympy.lambdify(symbols, expr, module)``, the symbols renamed first (``_arg0``, ``_arg1``...)
+    where their names could not stand as the compiled function's arguments: two distinct symbols
+    sharing a name, or a name that would shadow a function the compiled code calls (lambdify puts
+    the symbols' names in its namespace, so a symbol called ``exp`` or ``beta`` would replace the
+    function). Renaming rebuilds the expression, so it is done only then."""
+    import sympy as sp
+
+    global _RESERVED
+    if _RESERVED is None:
+        import builtins
+        import keyword
+
+        import mpmath
+
+        _RESERVED = set(dir(math)) | set(dir(mpmath)) | set(dir(builtins)) | set(keyword.kwlist)
+    names = [s.name for s in symbols]
+    if len(set(names)) < len(set(symbols)) or any(n in _RESERVED or not n.isidentifier() or n.startswith("_")
+                                                  for n in names):
+        plain = [sp.Symbol(f"_arg{k}") for k in range(len(symbols))]
+        expr, symbols = expr.xreplace(dict(zip(symbols, plain))), plain
+    return sp.lambdify(list(symbols), expr, module)
+
+
+_RESERVED: set | None = None
+
+
+def numeric_at(expr, points: Sequence[Mapping[str, float]]) -> list[float]:
+    """:func:`numeric` at each of ``points`` (which name the same symbols), compiling once: each
+    integrand becomes one Python function of its variable and the parameters (``sympy.lambdify``
+    after ``expand_log``), integrated by scipy.quad at each point; the rest of the expression, the
+    integrals' values put in, is evaluated by SymPy (``sympy.N``) at each point. An expression with
+    nested integrals, or points that name different symbols, is evaluated point by point."""
+    import sympy as sp
+
+    points = list(points)
+    if not points:
+        return []
+    nodes = sorted(expr.atoms(sp.Integral), key=sp.default_sort_key)
+    names = set(points[0])
+    if any(set(p) != names for p in points) or any(node.atoms(sp.Integral) != {node} for node in nodes):
+        return [_numeric_nested(expr, p) for p in points]
+    limits = [_definite(node) for node in nodes]
+    params = sorted((s for s in expr.free_symbols if s.name in names), key=sp.default_sort_key)
+    integrands, bounds = [], []
+    for node, (var, a, b) in zip(nodes, limits):
+        inner = [s for s in params if s != var]
+        integrands.append((_lambdify([var, *inner], sp.expand_log(node.function, force=True), "math"), inner))
+        bounds.append((a, b))
+    holes = [sp.Dummy(f"I{k}") for k in range(len(nodes))]
+    outer = expr.xreplace(dict(zip(nodes, holes)))
+    values = []
+    for point in points:
+        at = {s: point[s.name] for s in params}
+        filled = {s: sp.Float(v) for s, v in at.items()}
+        for hole, (f, inner), (a, b) in zip(holes, integrands, bounds):
+            args = [at[s] for s in inner]
+            lo, hi = (float(x.xreplace(filled)) for x in (a, b))
+            filled[hole] = sp.Float(_quad(lambda t, f=f, args=args: f(t, *args), lo, hi))
+        try:
+            values.append(float(sp.N(outer.xreplace(filled))))
+        except (TypeError, ValueError):
+            values.append(float("nan"))
+    return values
 
 
 def close(a: Sequence[float], b: Sequence[float], rel: float = 1e-7, abs_: float = 1e-9) -> bool:
@@ -404,8 +510,8 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
         if steps[i].has(sp.Integral) and not steps[i - 1].has(sp.Integral):
             ctx.fail(f"step {i} contains an integral after step {i - 1} had worked them all out; once the "
                      "integrals are gone, later steps must not bring one back")
-    values = [[numeric(s, p) for p in points] for s in steps]
-    if not close(values[0], [numeric(start, p) for p in points]):
+    values = [numeric_at(s, points) for s in steps]
+    if not close(values[0], numeric_at(start, points)):
         ctx.fail(f"step 0 must be the starting expression {start_name}")
     for i in range(1, len(steps)):
         if not close(values[i], values[i - 1]):
@@ -438,7 +544,9 @@ def _expect_integral_bookkeeping(ctx: Ctx, steps: Sequence, rule: IntegralRule,
                                  points: Sequence[Mapping[str, float]]) -> None:
     """The checks of :class:`IntegralRule` (see there) on a chain already known to be equal step by step."""
     facts = "; ".join(fact for _, fact in rule.parts)
-    per_step = [_integral_parts(ctx, i, s, rule, points) for i, s in enumerate(steps)]
+    evaluate = _Evaluator(rule.var)
+    bases = _part_bases(rule, points, evaluate)
+    per_step = [_integral_parts(ctx, i, s, rule, points, evaluate, bases) for i, s in enumerate(steps)]
     for i in range(1, len(steps)):
         for before, after in zip(per_step[i - 1][0], per_step[i][0]):
             for a, b in zip(before, after):
@@ -457,16 +565,79 @@ def _expect_integral_bookkeeping(ctx: Ctx, steps: Sequence, rule: IntegralRule,
                          "before the closed form, which then only substitutes the facts' values")
 
 
-def _integral_parts(ctx: Ctx, i: int, step, rule: IntegralRule, points: Sequence[Mapping[str, float]]):
+#: digits the integral bookkeeping computes with (its residual test is at 1e-20)
+_BOOKKEEPING_DPS = 50
+
+
+class _Evaluator:
+    """Evaluates SymPy expressions at the derivation's points (and values of the integration
+    variable) with :data:`_BOOKKEEPING_DPS` digits: each expression compiled once into an mpmath
+    function (``sympy.lambdify``), symbols matched by name; an expression mpmath cannot evaluate
+    falls back to ``sympy.N``. Raises ValueError where the value is not a finite real number."""
+
+    def __init__(self, var: str) -> None:
+        self.var = var
+        self._compiled: dict = {}
+
+    def _compile(self, expr):
+        import sympy as sp
+
+        key = expr  # SymPy expressions hash and compare structurally
+        if key not in self._compiled:
+            symbols = sorted(expr.free_symbols, key=sp.default_sort_key)
+            try:
+                fn = _lambdify(symbols, expr, "mpmath")
+            except Exception:  # noqa: BLE001 - not printable for mpmath: sympy.N evaluates it
+                fn = None
+            self._compiled[key] = (fn, symbols)
+        return self._compiled[key]
+
+    def __call__(self, expr, point: Mapping[str, float], var_value: float | None = None):
+        import mpmath
+        import sympy as sp
+
+        fn, symbols = self._compile(expr)
+        values = {**point, **({} if var_value is None else {self.var: var_value})}
+        if any(s.name not in values for s in symbols):
+            raise ValueError("a symbol is left over")
+        with mpmath.workdps(_BOOKKEEPING_DPS):
+            value = None
+            if fn is not None:
+                try:
+                    value = fn(*[mpmath.mpf(values[s.name]) for s in symbols])
+                except (ArithmeticError, ValueError, TypeError):
+                    raise
+                except Exception:  # noqa: BLE001 - a function mpmath lacks: sympy.N below
+                    value = None
+            if value is None:
+                subs = {s: sp.Float(values[s.name], _BOOKKEEPING_DPS) for s in symbols}
+                value = sp.N(expr.xreplace(subs), _BOOKKEEPING_DPS - 5)
+                if not isinstance(value, sp.Float):  # a complex number, nan or oo
+                    raise ValueError(f"not a real number: {value}")
+                value = mpmath.mpf(value._mpf_)
+            if isinstance(value, mpmath.mpc):
+                if value.imag != 0:
+                    raise ValueError(f"not a real number: {value}")
+                value = value.real
+            value = mpmath.mpf(value)
+            if not mpmath.isfinite(value):
+                raise ValueError(f"not a real number: {value}")
+            return value
+
+
+def _integral_parts(ctx: Ctx, i: int, step, rule: IntegralRule, points: Sequence[Mapping[str, float]],
+                    evaluate: _Evaluator, bases: list):
     """(coefficients of the whole step, coefficients of each integral) at each point, in the basis
     ``rule.parts``: the step is R + Σ_j c_j ∫ g_j d(var) with R, c_j free of the integrals, and
-    Σ_j c_j g_j = weight · Σ_k a_k m_k. Fails the task where a step does not have that form."""
+    Σ_j c_j g_j = weight · Σ_k a_k m_k. Fails the task where a step does not have that form.
+    ``bases[p]`` is ``(zs, basis, normal, weights)`` at point p (:func:`_part_bases`)."""
+    import mpmath
     import sympy as sp
 
     nodes = sorted(step.atoms(sp.Integral), key=sp.default_sort_key)
     n = len(rule.parts)
     if not nodes:
-        return [[sp.Float(0)] * n for _ in points], []
+        return [[mpmath.mpf(0)] * n for _ in points], []
     lower, upper = rule.limits
     for node in nodes:
         lims = node.limits
@@ -486,40 +657,42 @@ def _integral_parts(ctx: Ctx, i: int, step, rule: IntegralRule, points: Sequence
     if any(f.has(*dummies) for f in factors):
         ctx.fail(f"step {i}: integrals may only be added and multiplied by factors free of {rule.var} "
                  f"(R + c·∫ ... d{rule.var} + ...)")
-
-    def evaluate(expr, point, var_value=None):
-        subs = {s: sp.Float(point[s.name], 45) for s in expr.free_symbols if s.name in point}
-        if var_value is not None:
-            subs.update({s: sp.Float(var_value, 45) for s in expr.free_symbols if s.name == rule.var})
-        value = sp.N(expr.xreplace(subs), 40)
-        if not isinstance(value, sp.Float):  # a symbol left over, a complex number, nan or oo
-            raise ValueError(f"not a real number: {value}")
-        return value
+    integrands = [node.function.xreplace({node.limits[0][0]: sp.Symbol(rule.var)}) for node in nodes]
 
     whole, per_node = [], []
-    for point in points:
-        zs = list(rule.at(point))
-        basis = sp.Matrix([[evaluate(m, point, z) for m, _ in rule.parts] for z in zs])
-        normal = basis.T * basis
-        weights = [evaluate(rule.weight, point, z) for z in zs]
-        total = [sp.Float(0)] * n
-        nodes_here = []
-        for node, factor in zip(nodes, factors):
-            try:
-                c = evaluate(factor, point)
-                g = [evaluate(node.function.xreplace({node.limits[0][0]: sp.Symbol(rule.var)}), point, z) for z in zs]
-                h = sp.Matrix([gz / wz for gz, wz in zip(g, weights)])
-                coef = normal.LUsolve(basis.T * h)   # least squares: the parts at more points than parts
-                residual = (basis * coef - h).norm()
-            except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
-                ctx.fail(f"step {i}: an integrand could not be evaluated; every integrand must be {rule.describe}")
-            if residual > sp.Float("1e-20") * (1 + h.norm()):
-                ctx.fail(f"step {i}: every integrand must be {rule.describe}")
-            nodes_here.append([coef[k] for k in range(n)])
-            total = [t + c * coef[k] for k, t in enumerate(total)]
-        whole.append(total)
-        per_node.append(nodes_here)
+    with mpmath.workdps(_BOOKKEEPING_DPS):
+        for point, (zs, basis, normal, weights) in zip(points, bases):
+            total = [mpmath.mpf(0)] * n
+            nodes_here = []
+            for integrand, factor in zip(integrands, factors):
+                try:
+                    c = evaluate(factor, point)
+                    h = mpmath.matrix([evaluate(integrand, point, z) / w for z, w in zip(zs, weights)])
+                    coef = mpmath.lu_solve(normal, basis.T * h)   # least squares: more points than parts
+                    residual = mpmath.norm(basis * coef - h)
+                except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
+                    ctx.fail(f"step {i}: an integrand could not be evaluated; every integrand must be {rule.describe}")
+                if residual > mpmath.mpf("1e-20") * (1 + mpmath.norm(h)):
+                    ctx.fail(f"step {i}: every integrand must be {rule.describe}")
+                nodes_here.append([coef[k] for k in range(n)])
+                total = [t + c * coef[k] for k, t in enumerate(total)]
+            whole.append(total)
+            per_node.append(nodes_here)
     return whole, per_node
+
+
+def _part_bases(rule: IntegralRule, points: Sequence[Mapping[str, float]], evaluate: _Evaluator) -> list:
+    """At each point: the integration variable's values ``zs`` (``rule.at``), the parts m_k there
+    (``basis``, one row per value), ``basisᵀ·basis`` and the weight there — the same for every step."""
+    import mpmath
+
+    out = []
+    with mpmath.workdps(_BOOKKEEPING_DPS):
+        for point in points:
+            zs = list(rule.at(point))
+            basis = mpmath.matrix([[evaluate(m, point, z) for m, _ in rule.parts] for z in zs])
+            out.append((zs, basis, basis.T * basis, [evaluate(rule.weight, point, z) for z in zs]))
+    return out
 
 
 def _evaluated(expr):

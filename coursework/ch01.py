@@ -432,8 +432,9 @@ def _mixture_resp(ctx: Ctx, fn: Callable, expected: Any) -> None:
             "a component with weight 1e-12, far and ordinary points")
     compare(ctx.randn(5, 2), torch.ones(1, dtype=torch.float64), ctx.randn(1, 2), ctx.uniform(-1, 1, 1, 2),
             "one component (K = 1): every responsibility is 1")
-    # Every row sums to 1, so the gradient of the sum is 0: this proves the result stays differentiable
-    # (no .item(), numpy or detach) and that no gradient is NaN.
+    # Every row sums to 1, so the gradient of a plain sum would be 0 for any answer that normalises:
+    # the gradients are those of a random weighted sum (expect_same_gradients), which sees each
+    # responsibility's dependence on x, the weights, means and log-variances.
     expect_same_gradients(ctx, fn, ref, [_mixed(ctx, 5, 2, ordinary=(-2, 2), extreme=(20, 60)), w, m, lv],
                           wrt=(0, 1, 2, 3), where="gradients")
 

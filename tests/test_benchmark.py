@@ -24,6 +24,8 @@ from conftest import require_sandbox
 from autograder.benchmark import (
     MIX,
     build_class,
+    differing_students,
+    format_comparison,
     format_statuses,
     format_table,
     kind_counts,
@@ -109,9 +111,9 @@ def test_format_table_has_a_row_per_run():
     rows = [{"workers": 1, "notebooks": 10, "seconds": 40.0, "per_minute": 15.0, "speedup": 1.0, "scores": {}},
             {"workers": 4, "notebooks": 10, "seconds": 12.5, "per_minute": 48.0, "speedup": 3.2, "scores": {}}]
     lines = format_table(rows).splitlines()
-    assert lines[0].split() == ["workers", "notebooks", "wall", "s", "nb/min", "speed-up"]
-    assert lines[1].split() == ["1", "10", "40.0", "15.0", "1.00x"]
-    assert lines[2].split() == ["4", "10", "12.5", "48.0", "3.20x"]
+    assert lines[0].split() == ["grader", "workers", "notebooks", "wall", "s", "nb/min", "speed-up"]
+    assert lines[1].split() == ["ours", "(sandboxed)", "1", "10", "40.0", "15.0", "1.00x"]
+    assert lines[2].split() == ["ours", "(sandboxed)", "4", "10", "12.5", "48.0", "3.20x"]
     assert scores_agree(rows)
     same = [{**r, "statuses": {"graded": 10}} for r in rows]
     assert format_statuses(same) == "statuses (every run): graded 10"
@@ -119,6 +121,39 @@ def test_format_table_has_a_row_per_run():
     assert format_statuses(broken) == "statuses: run 1: graded 10; run 2: crashed 10"
     assert not scores_agree([{**rows[0], "scores": {"a": ("graded", 1.0, ())}},
                              {**rows[1], "scores": {"a": ("graded", 2.0, ())}}])
+
+
+def test_the_stock_nbgrader_row_is_compared_side_by_side():
+    scores = {"a": ("graded", 1.0, ()), "b": ("graded", 2.0, ())}
+    rows = [{"workers": 1, "notebooks": 10, "seconds": 40.0, "per_minute": 15.0, "speedup": 1.0, "scores": scores},
+            {"workers": 2, "notebooks": 10, "seconds": 20.0, "per_minute": 30.0, "speedup": 2.0, "scores": scores},
+            {"grader": "nbgrader", "workers": 1, "notebooks": 10, "seconds": 50.0, "per_minute": 12.0,
+             "speedup": 0.8, "disagree": []}]
+    lines = format_table(rows).splitlines()
+    assert lines[0].split()[-2:] == ["vs", "nbgrader"]
+    assert lines[1].split()[-1] == "1.25x" and lines[2].split()[-1] == "2.50x"
+    assert lines[3].split()[:2] == ["nbgrader", "autograde"] and lines[3].split()[-1] == "1.00x"
+    # the stock row has no per-student scores of ours: the checks between our runs leave it out
+    assert scores_agree(rows) and differing_students(rows) == []
+    comparison = format_comparison(rows)
+    assert "ours with 2 worker(s): 30.0 notebooks/min; stock nbgrader autograde: 12.0 notebooks/min; ratio 2.50x" \
+        in comparison
+    assert "are the same as stock nbgrader's (10 students)" in comparison
+    rows[2]["disagree"] = ["b"]
+    assert "DIFFER from stock nbgrader's for 1 of 10 students: b" in format_comparison(rows)
+
+
+def test_points_are_compared_with_stock_nbgrader_on_the_automatic_tasks_only():
+    from autograder.benchmark import _disagreeing
+
+    ours = {"s1": ("graded", 3.0, (("gaussian_kl_diag", 3.0), ("elbo_decomposition", None))),
+            "s2": ("graded", 0.0, (("gaussian_kl_diag", 0.0), ("elbo_decomposition", 0.0))),
+            "s3": ("graded", 3.0, (("gaussian_kl_diag", 3.0),))}
+    stock = {"s1": {"gaussian_kl_diag": 3.0},                # a task graded by hand is not compared
+             "s2": {},                                        # a task nbgrader did not grade counts 0
+             "s3": {"gaussian_kl_diag": 1.0},                 # different points
+             "s4": {"gaussian_kl_diag": 0.0}}                 # graded by one side only
+    assert _disagreeing(ours, stock, ASSIGNMENT) == ["s3", "s4"]
 
 
 def _grades(folder: Path) -> dict[str, dict[str, str]]:
@@ -140,11 +175,17 @@ def test_benchmark_of_a_small_class_prints_its_rows_and_agrees(tmp_path, capsys)
 
     # the table: one row per run, notebooks per run, and the machine line
     assert printed.startswith("machine: ")
-    rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s*$", printed, flags=re.MULTILINE)
+    rows = re.findall(r"^ours \(sandboxed\)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)x$",
+                      printed, flags=re.MULTILINE)
     assert [(r[0], r[1]) for r in rows] == [("1", "6"), ("2", "6")]
     assert rows[0][4] == "1.00"
     assert "scores: identical for all 6 students" in printed
     assert "statuses (every run): graded 6" in printed
+    # stock nbgrader graded the same class, side by side, and gave every student the same points
+    assert re.search(r"^nbgrader autograde\s+1\s+6\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+1\.00x$", printed, flags=re.MULTILINE)
+    assert re.search(r"^ours with 2 worker\(s\): [\d.]+ notebooks/min; stock nbgrader autograde: [\d.]+ "
+                     r"notebooks/min; ratio [\d.]+x$", printed, flags=re.MULTILINE)
+    assert "are the same as stock nbgrader's (6 students)" in printed
 
     # both runs' grades, read back from their reports: the same per student, and the mix shows
     runs = sorted(keep.glob("run-*"))
@@ -263,12 +304,16 @@ def test_bench_a_chapter_that_raises_could_not_run(tmp_path, capsys):
     assert "broken chapter" in out
 
 
-def _fake_runs(seconds=(24.0, 13.0), statuses=None, scores=None):
+def _fake_runs(seconds=(24.0, 13.0), statuses=None, scores=None, stock_seconds=36.0, disagree=()):
     runs = []
     for k, (w, s) in enumerate(zip((1, 2), seconds)):
         runs.append({"workers": w, "notebooks": 12, "seconds": s, "per_minute": 60 * 12 / s, "speedup": seconds[0] / s,
                      "scores": (scores or {})[k] if scores else {"a": ("graded", 1.0, ())},
-                     "statuses": statuses or {"graded": 12}, "out": None})
+                     "statuses": statuses or {"graded": 12}, "out": None, "grader": "ours"})
+    if stock_seconds is not None:
+        runs.append({"grader": "nbgrader", "workers": 1, "notebooks": 12, "seconds": stock_seconds,
+                     "per_minute": 60 * 12 / stock_seconds, "speedup": seconds[0] / stock_seconds,
+                     "disagree": list(disagree)})
     return runs
 
 
@@ -277,22 +322,29 @@ def test_bench_grading_rows_from_the_grader_benchmark(monkeypatch):
 
     asked = []
 
-    def fake(n, assignment, workers, seed, echo=None):
-        asked.append((n, assignment, workers))
-        return _fake_runs()
+    def fake(n, assignment, workers, seed, echo=None, stock=False):
+        asked.append((n, assignment, workers, stock))
+        return _fake_runs(stock_seconds=36.0 if stock else None)
 
     monkeypatch.setattr(grader_benchmark, "run_benchmark", fake)
+    # the budget is core-seconds per notebook: 1.5 s with one worker, 0.75 s with two
     rows = bench_grading.grading_rows(["01-elbo"], n=12, budget=1.5)
-    assert asked == [(12, "01-elbo", [1, 2])]
-    assert [(r.item, r.measured, r.unit, r.verdict) for r in rows] == [
-        ("grading 01-elbo, 12 nb, 1 worker: time", 2.0, "s/notebook", "OVER"),
-        ("grading 01-elbo, 12 nb, 1 worker: rate", 30.0, "notebooks/min", "-"),
-        ("grading 01-elbo, 12 nb, 2 workers: time", 13.0 / 12, "s/notebook", "ok"),
-        ("grading 01-elbo, 12 nb, 2 workers: rate", 60 * 12 / 13.0, "notebooks/min", "-"),
+    assert asked == [(12, "01-elbo", [1, 2], True)]
+    assert [(r.item, r.measured, r.budget, r.unit, r.verdict) for r in rows] == [
+        ("grading 01-elbo, 12 nb, 1 worker: time", 2.0, 1.5, "s/notebook", "OVER"),
+        ("grading 01-elbo, 12 nb, 1 worker: rate", 30.0, None, "notebooks/min", "-"),
+        ("grading 01-elbo, 12 nb, 2 workers: time", 13.0 / 12, 0.75, "s/notebook", "OVER"),
+        ("grading 01-elbo, 12 nb, 2 workers: rate", 60 * 12 / 13.0, None, "notebooks/min", "-"),
+        ("grading 01-elbo, 12 nb, stock nbgrader autograde: time", 3.0, None, "s/notebook", "-"),
+        ("grading 01-elbo: ours (2 workers) / stock nbgrader, time per notebook", 13.0 / 36.0,
+         bench_grading.STOCK_RATIO_BUDGET, "ratio", "ok"),
     ]
     assert exit_status(rows) == 1
+    rows = bench_grading.grading_rows(["01-elbo"], n=12, budget=3.0, stock=False)
+    assert [r.verdict for r in rows] == ["ok", "-", "ok", "-"] and asked[-1][-1] is False
 
-    # grades that differ between worker counts, or a class not all graded: the times mean nothing
+    # grades that differ between worker counts, a class not all graded, or points that differ from
+    # stock nbgrader's: the times mean nothing
     monkeypatch.setattr(grader_benchmark, "run_benchmark", lambda *a, **k: _fake_runs(
         scores=[{"s1": ("graded", 1.0, ())}, {"s1": ("graded", 0.0, ())}]))
     (row,) = bench_grading.grading_rows(["01-elbo"])
@@ -301,6 +353,9 @@ def test_bench_grading_rows_from_the_grader_benchmark(monkeypatch):
                         lambda *a, **k: _fake_runs(statuses={"graded": 10, "crashed": 2}))
     (row,) = bench_grading.grading_rows(["01-elbo"])
     assert row.verdict == "FAILED" and "crashed 2" in row.error
+    monkeypatch.setattr(grader_benchmark, "run_benchmark", lambda *a, **k: _fake_runs(disagree=["s7"]))
+    (row,) = bench_grading.grading_rows(["01-elbo"])
+    assert row.verdict == "FAILED" and "stock nbgrader gave different points to s7" in row.error
 
 
 def test_bench_table_verdicts_and_exit_status():
@@ -330,4 +385,4 @@ def test_bench_parses_parts_and_budgets():
     assert bench.parse_parts("sampler, chapters") == ["chapters", "sampler"]
     assert bench.parse_budget("grading=7.5") == ("grading", 7.5)
     assert set(bench.BUDGETS) == set(bench.PARTS) == {"chapters", "exercises", "grading", "sampler"}
-    assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 15.0, "sampler": 2.0}
+    assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 4.0, "sampler": 2.0}

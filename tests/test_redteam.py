@@ -230,7 +230,9 @@ def _report_files(out: Path) -> list[Path]:
 def test_the_suite_covers_enough_attacks():
     assert len(SUITE) >= 24
     kinds = {a.expect for a in SUITE}
-    assert kinds == {"zero", "full"}
+    assert kinds == {"zero", "full", "not full"}
+    # every class of attack is represented, each attack in one
+    assert {a.threat for a in SUITE + GRADER_SIDE} == set(redteam.THREATS)
     # a benign submission must keep full marks, which a stopped cell would cost it: only "zero"
     # attacks may end other than graded (a loaded machine may stop a heavy one, at no cost to the test)
     assert all(a.statuses == ("graded",) for a in SUITE + GRADER_SIDE if a.expect == "full")
@@ -277,8 +279,20 @@ def test_attack_scores_as_expected_on_its_target(suite, attack):
     score = record["scores"][attack.target]
     if attack.expect == "zero":
         assert score == 0, f"the attack worked: {_outcome(attack, record)} ({attack.description})"
+    elif attack.expect == "not full":
+        assert score < full, f"the attack worked: {_outcome(attack, record)} ({attack.description})"
     else:
         assert score == full, f"a benign submission lost marks: {_outcome(attack, record)} ({attack.description})"
+
+
+def test_the_table_of_the_suite_says_every_attack_holds(suite):
+    """The table an instructor reads (``redteam.md`` beside the reports): one row per attack with
+    its class, what was expected and what happened; it agrees with the checks above."""
+    table = redteam.format_table(SUITE, suite.run.records, _max_points(suite.run))
+    (suite.out / "redteam.md").write_text(table + "\n", encoding="utf-8")
+    print("\n" + table)
+    assert table.count("\n| ") == len(SUITE)   # a row per attack below the header
+    assert table.endswith(f"attacks not holding: 0 of {len(SUITE)}"), table
 
 
 @pytest.mark.parametrize("attack", SUITE, ids=[a.name for a in SUITE])
