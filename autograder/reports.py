@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import logging
+import re
 import shutil
 import unicodedata
 from collections import Counter
@@ -102,11 +103,49 @@ def _stats(values: Sequence[float], top: float) -> tuple[float, float, float, in
     return sum(values) / len(values), min(values), max(values), sum(1 for v in values if v >= top)
 
 
+#: a check's message naming the known slip a wrong value matches (coursework._core.expect_tensor's
+#: hints); the student's own text never reaches this kind of message
+_SLIP = re.compile(r"^\[[^\]\n]+\] [^\n]*?: wrong value of [^\n]*? — it matches what you get if ([^\n]+)$",
+                   flags=re.MULTILINE)
+
+
+def known_slips(results: Mapping[str, Any]) -> dict[str, Counter]:
+    """task → how many students' answers matched each named slip (a student counted once per slip
+    and task, in either suite): the class's misconceptions, from the checks' own diagnoses."""
+    slips: dict[str, Counter] = {}
+    for sub in counted(results):
+        seen: set[tuple[str, str]] = set()
+        for cell in sub.get("cells") or []:
+            task = cell.get("task")
+            for check in cell.get("checks") or []:
+                message = str(check.get("message", ""))
+                if check.get("passed") or not task or "your function raised" in message:
+                    continue
+                for label in _SLIP.findall(message):
+                    seen.add((str(task), label.strip()))
+        for task, label in seen:
+            slips.setdefault(task, Counter())[label] += 1
+    return slips
+
+
+def format_slips(results: Mapping[str, Any]) -> list[str]:
+    """Lines for the summary: per task, each known slip and how many students' answers matched it."""
+    slips = known_slips(results)
+    if not slips:
+        return []
+    lines = ["known slips (students whose answer matched one, per task):"]
+    for task in [t["name"] for t in results["tasks"] if t["name"] in slips]:
+        for label, count in sorted(slips[task].items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {plain(task)}: {count} — {plain(label)}")
+    return lines
+
+
 def format_summary(results: Mapping[str, Any], seconds: float | None = None) -> str:
     """The text printed after grading: a per-task table (max, mean, min, max got, number with full
     marks) over the submissions that are not invalid, manual tasks as "graded by hand (n
     waiting)", a TOTAL row, the count per status, one line per submission that was not simply
-    graded (or has reasons), and the time when ``seconds`` (the whole run) is given."""
+    graded (or has reasons), and the time when ``seconds`` (the whole run) is given. Between the
+    table and the statuses: the known slips the checks recognised, per task (:func:`format_slips`)."""
     subs = counted(results)
     tasks = results["tasks"]
     label = "TOTAL (automatic)"
@@ -127,6 +166,9 @@ def format_summary(results: Mapping[str, Any], seconds: float | None = None) -> 
     lines += ["-" * (width + 40),
               f"{label:<{width}}  {top:>5g}  {mean:>6.2f}  {low:>5g}  {high:>7g}  {full:>5}",
               "(over the submissions that are not invalid; manual tasks are not in the total)", ""]
+    slips = format_slips(results)
+    if slips:
+        lines += slips + [""]
     statuses = list(STATUSES) + sorted({str(s.get("status")) for s in results["submissions"]} - set(STATUSES))
     tally = Counter(str(s.get("status")) for s in results["submissions"])
     lines.append("status: " + ", ".join(f"{st} {tally.get(st, 0)}" for st in statuses))

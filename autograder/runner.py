@@ -126,6 +126,7 @@ class RemoteFunction:
             return Outcome(error_type="Error", error_message=str(reply.get("error", ""))[:300])
         outcome = Outcome(error_type=_str_or_none(reply.get("error_type")),
                           error_message=str(reply.get("error_message", ""))[:500],
+                          error_where=str(reply.get("error_where") or "")[:300],
                           stage="grad" if reply.get("stage") == "grad" else "call",
                           differentiable=reply.get("differentiable") is not False)
         if grad is None and outcome.error_type is None:  # judged here, on the arguments as sent and as returned
@@ -215,6 +216,7 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
     answer_sources = [answers.get(s.grade_id, s.source) for s in program.steps if s.kind == "answer"]
     runner = Runner(limits, slot, hidden_modules)
     stopped: str | None = None
+    failed_answers: dict[str, str] = {}   # answer cell's grade id -> the error that stopped it
     try:
         for step in program.steps:
             if step.kind == "markdown":
@@ -253,9 +255,12 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                     rec["stderr"] += f"\n[... {dropped} more characters of output were not kept]"
                 if reply.get("ok"):
                     runner.replay.append(source)
+                    failed_answers.pop(step.grade_id, None)
                 else:
                     ename, evalue = str(reply.get("ename", "Error"))[:100], str(reply.get("evalue", ""))[:2000]
                     rec["error"] = {"ename": ename, "evalue": evalue}
+                    if step.kind == "answer":
+                        failed_answers[step.grade_id] = f"{ename}: {evalue[:300]}"
                     if _OOM.search(f"{ename}: {evalue}"):
                         runner.events.append(("oom", where))
                 continue
@@ -272,7 +277,7 @@ def grade_submission(sub: Submission, program: Program, limits: Limits, *, slot:
                 runner.begin_step()
                 seed = check_seed(run_seed, sub.student_id, step.grade_id, index)
                 try:
-                    answer = _resolve_answer(runner, call, answer_sources)
+                    answer = _resolve_answer(runner, call, answer_sources, failed_answers)
                     if isinstance(answer, RemoteFunction):
                         run_check(call.task, answer, suite=call.suite, expected=call.expected, seed=seed)
                     elif _has_sympy(answer.data):  # SymPy: judged in a child with a time and memory limit
@@ -322,12 +327,17 @@ class EncodedValue:
     data: Any
 
 
-def _resolve_answer(runner: Runner, call, sources: list[str]) -> RemoteFunction | EncodedValue:
+def _resolve_answer(runner: Runner, call, sources: list[str],
+                    failed_answers: dict[str, str] | None = None) -> RemoteFunction | EncodedValue:
     from coursework import CheckFailed
 
     reply = runner.request("get", name=call.answer_name)
     kind = reply.get("kind")
     if kind == "missing" or not reply.get("ok"):
+        failed = (failed_answers or {}).get(call.task)
+        if failed:
+            raise CheckFailed(f"[{call.task}] `{call.answer_name}` is not defined because its answer cell "
+                              f"({call.task}) did not run: {failed}")
         raise CheckFailed(f"[{call.task}] `{call.answer_name}` is not defined: did its answer cell raise an error?")
     if kind == "function":
         return RemoteFunction(runner, call.answer_name, sources)

@@ -146,7 +146,7 @@ def main() -> None:
                 err = result.error_before_exec or result.error_in_exec
                 out = {"id": rid, "ok": err is None, **cap.fields()}
                 if err is not None:
-                    out.update(ename=type(err).__name__, evalue=_text(err), traceback=last_error.get("traceback", ""))
+                    out.update(ename=type(err).__name__, evalue=_describe(err), traceback=last_error.get("traceback", ""))
                 reply(out)
             elif op == "get":
                 name = request["name"]
@@ -171,12 +171,22 @@ def main() -> None:
                     # the arguments as the call left them: the grader compares them with what it sent
                     after = None if grad is not None else [wire.encode(a) for a in args]
                 reply({"id": rid, "ok": True, "value": value, "error_type": outcome.error_type,
-                       "error_message": outcome.error_message, "stage": outcome.stage, "args_after": after,
+                       "error_message": outcome.error_message, "error_where": outcome.error_where,
+                       "stage": outcome.stage, "args_after": after,
                        "grads": grads, "differentiable": outcome.differentiable, **cap.fields()})
             else:
                 reply({"id": rid, "ok": False, "error": f"unknown op {op!r}"})
         except BaseException as err:  # noqa: BLE001 - the worker must answer, whatever the student did (sys.exit too)
             reply({"id": rid, "ok": False, "error": f"{type(err).__name__}: {_text(err)}"})
+
+
+def _describe(err: BaseException) -> str:
+    """A cell's error for the reports: a syntax error by its message, line and text (its str names
+    IPython's internal file name), anything else as :func:`_text`."""
+    if isinstance(err, SyntaxError):
+        text = (err.text or "").strip()
+        return f"{err.msg} (line {err.lineno}" + (f": {text[:200]}" if text else "") + ")"
+    return _text(err)
 
 
 def _text(err: BaseException) -> str:

@@ -9,7 +9,9 @@ exercise notebooks, the grader (:mod:`autograder`) and the tests.
 * :mod:`coursework.chNN` — one module per chapter: its declaration, its tasks' checks, and what its
   notebook imports in its set-up cell (``from coursework.ch05 import check, derivation_report, ...``);
 * :mod:`coursework._core` — the helpers every chapter's checks use (calls, comparisons, derivations);
-* :mod:`coursework.wire` — the JSON-only format of values crossing the grading sandbox's boundary.
+* :mod:`coursework.wire` — the JSON-only format of values crossing the grading sandbox's boundary;
+* :mod:`coursework.notebook` — what a student sees in their notebook when a check fails or a cell
+  did not run (installed in the IPython shell that imports this package).
 
 A test cell reads ``check("gaussian_kl_diag", gaussian_kl_diag)``: the task's checks call the
 student's function on inputs, compare with ``dgm``'s reference implementation (or, for a
@@ -36,12 +38,16 @@ import importlib
 import pkgutil
 import re
 
+from coursework.notebook import install as _install_notebook_helpers
 from coursework.registry import CHAPTERS, KINDS, TASKS, Chapter, CheckFailed, Task, check, run_check
 
 __all__ = ["check", "run_check", "CheckFailed", "Chapter", "Task", "TASKS", "CHAPTERS", "KINDS", "chapters",
            "chapter_for"]
 
 _CHAPTER_MODULE = re.compile(r"ch\d\d$")
+
+# in a student's notebook: short messages for failed checks and cells that did not run (coursework.notebook)
+_install_notebook_helpers()
 
 
 def chapters() -> dict[str, Chapter]:

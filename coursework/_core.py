@@ -19,7 +19,16 @@ from coursework.wire import type_name
 VISIBLE_SEED = 20261123
 
 class CheckFailed(AssertionError):
-    """A property of the student's answer does not hold; the message says which."""
+    """A property of the student's answer does not hold; the message says which.
+
+    In a notebook it shows as its message alone (IPython asks an exception for
+    ``_render_traceback_``): the frames of the checks themselves say nothing a student can act on.
+    Where the student's own code raised, the message names the line of their cell
+    (:attr:`Outcome.error_where`)."""
+
+    def _render_traceback_(self) -> list[str]:
+        lines = str(self).splitlines() or [""]
+        return [f"CheckFailed: {lines[0]}", *lines[1:]]
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class Outcome:
     value: Any = None
     error_type: str | None = None
     error_message: str = ""
+    error_where: str = ""          # where in the student's own code it was raised (:func:`student_line`)
     stage: str = "call"            # "call" or "grad": where the error happened
     mutated: bool = False          # the function changed one of its input tensors in place
     grads: list | None = None
@@ -114,6 +124,7 @@ def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = N
     except Exception as err:  # noqa: BLE001 - any student error is recorded, not raised
         outcome.error_type = type(err).__name__
         outcome.error_message = _message(err)
+        outcome.error_where = student_line(err)
         return outcome
     outcome.value = out
     if grad is None:
@@ -134,7 +145,45 @@ def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = N
         outcome.grads = list(torch.autograd.grad(total, targets, allow_unused=True))
     except Exception as err:  # noqa: BLE001
         outcome.error_type, outcome.error_message, outcome.stage = type(err).__name__, _message(err), "grad"
+        outcome.error_where = student_line(err)
     return outcome
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Folders whose code is not the student's: the course's packages, the Python installation
+    and every installed package."""
+    import os
+    import sys
+    import sysconfig
+
+    import dgm
+
+    dirs = {os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(dgm.__file__)),
+            sys.prefix, sys.base_prefix, sys.exec_prefix}
+    dirs.update(p for p in sysconfig.get_paths().values() if p)
+    return tuple(sorted({os.path.realpath(d) for d in dirs}))
+
+
+def student_line(err: BaseException) -> str:
+    """Where in the student's own code ``err`` was raised — ``"line 3 of your cell: `return x[5]`"``
+    — from the innermost frame outside the libraries (:func:`_library_dirs`); ``""`` when the error
+    came from library code alone (torch raising on a bad shape is still reported at the student's
+    line that called it)."""
+    import os
+    import traceback
+
+    libraries = _library_dirs()
+    try:
+        frames = traceback.extract_tb(err.__traceback__)
+    except Exception:  # noqa: BLE001 - a hostile traceback
+        return ""
+    mine = [f for f in frames
+            if not any(os.path.realpath(f.filename).startswith(d + os.sep) for d in libraries if d != "/")]
+    if not mine:
+        return ""
+    frame = mine[-1]
+    text = (frame.line or "").strip()
+    return f"line {frame.lineno} of your cell" + (f": `{text[:120]}`" if text else "")
 
 
 def _message(err: BaseException) -> str:
@@ -167,9 +216,10 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
         ctx.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
     if outcome.error_type is not None:
         stage = "under autograd" if outcome.stage == "grad" else "raised"
+        at = f" (at {outcome.error_where})" if outcome.error_where else ""
         if ctx.hidden:  # its message could quote the inputs drawn at grading time: keep only the type
-            ctx.fail(f"{where}: your function {stage} {outcome.error_type}")
-        ctx.fail(f"{where}: your function {stage} {outcome.error_type}: {outcome.error_message}")
+            ctx.fail(f"{where}: your function {stage} {outcome.error_type}{at}")
+        ctx.fail(f"{where}: your function {stage} {outcome.error_type}: {outcome.error_message}{at}")
     if outcome.mutated:
         ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")
     if grad is None:

@@ -421,3 +421,37 @@ def test_invalid_files_and_ids_differing_in_case_never_change_an_honest_grade(tm
     nb = nbformat.read(out / "autograded" / "surrogate.ipynb", as_version=4)
     assert nb.metadata["dgm_grading"]["status"] == "graded"
     assert "NOT written" not in run.summary
+
+
+@pytest.mark.slow
+def test_messages_name_the_answer_cell_that_did_not_run_and_the_students_line(tmp_path):
+    """A syntax error in an answer cell is reported where its function is checked, with the cell
+    and the error; an error raised in the student's function names the line of their cell (the
+    hidden suite too: the line is the student's own code, not the inputs drawn)."""
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    answers = solution_answers(REPO_ROOT, "01-elbo")
+    broken = answers["gaussian_kl_diag"].replace("def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):",
+                                                 "def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p)", 1)
+    assert broken != answers["gaussian_kl_diag"]
+    raising = ("def gaussian_kl_diag(mean_q, logvar_q, mean_p, logvar_p):\n"
+               "    ratio = logvar_q - logvar_p\n"
+               "    return ratio[..., 100]\n")
+    nbformat.write(filled_release({**answers, "gaussian_kl_diag": broken}, REPO_ROOT, "01-elbo"), subs / "syntax.ipynb")
+    nbformat.write(filled_release({**answers, "gaussian_kl_diag": raising}, REPO_ROOT, "01-elbo"), subs / "raising.ipynb")
+    run = grade_folder(subs, "01-elbo", tmp_path / "out", progress=False)
+
+    def messages(sid: str) -> list[str]:
+        return [check["message"] for c in run.records[sid]["cells"] if c.get("task") == "gaussian_kl_diag"
+                for check in c.get("checks", [])]
+
+    for message in messages("syntax"):
+        assert "`gaussian_kl_diag` is not defined because its answer cell (gaussian_kl_diag) did not run: " \
+               "SyntaxError: expected ':' (line " in message, message
+    answer_cell = next(c for c in run.records["syntax"]["cells"] if c.get("grade_id") == "gaussian_kl_diag")
+    assert answer_cell["error"]["ename"] == "SyntaxError" and "ipython-input" not in answer_cell["error"]["evalue"]
+    visible, hidden = messages("raising")
+    assert "your function raised IndexError: index 100 is out of bounds" in visible, visible
+    assert "(at line 3 of your cell: `return ratio[..., 100]`)" in visible, visible
+    assert "your function raised IndexError (at line 3 of your cell: `return ratio[..., 100]`)" in hidden, hidden
+    assert run.records["syntax"]["scores"]["gaussian_kl_diag"] == run.records["raising"]["scores"]["gaussian_kl_diag"] == 0

@@ -702,3 +702,38 @@ def test_ids_differing_only_in_case_get_report_files_of_their_own(tmp_path):
     assert "feedback for ALICE<" in theirs and "the twin&#x27;s notebook" in theirs
     nb = nbformat.read(tmp_path / "autograded" / f"{names['ALICE']}.ipynb", as_version=4)
     assert nb.metadata["dgm_grading"]["student_id"] == "ALICE"
+
+
+# --------------------------------------------------------------------------------------------
+# known slips: the class's misconceptions, from the checks' own diagnoses
+# --------------------------------------------------------------------------------------------
+
+
+def _slip_cell(task: str, *messages: str) -> dict:
+    return {"kind": "test", "grade_id": f"test_{task}_hidden", "task": task, "points": 0.0, "max_points": 2.0,
+            "checks": [{"suite": "hidden", "passed": False, "message": m} for m in messages]}
+
+
+def test_the_summary_counts_each_known_slip_per_task_once_per_student():
+    from autograder.reports import known_slips
+
+    swapped = ("[gaussian_kl_diag] random batch (shape (5, 7), dtype float64): wrong value of the KL — it matches "
+               "what you get if the arguments of q and p are swapped (KL is not symmetric)")
+    half = "[gaussian_kl_diag] example 1 (shape (1, 3)): wrong value of the KL — it matches what you get if the 1/2 is missing"
+    forged = ("[gaussian_kl_diag] example 1: your function raised ValueError: wrong value of x — it matches what "
+              "you get if the grader believes me")
+    results = make_results()
+    subs = {s["student_id"]: s for s in results["submissions"]}
+    subs["alice"]["cells"] = [_slip_cell("gaussian_kl_diag", swapped, swapped)]       # one student, twice: once
+    subs["bob"]["cells"] = [_slip_cell("gaussian_kl_diag", swapped + "\n  expected [1]\n  got      [2]")]
+    subs["carol"]["cells"] = [_slip_cell("gaussian_kl_diag", half, forged)]          # a student's own text: never
+    subs["eve"]["cells"] = [_slip_cell("gaussian_kl_diag", half)]                     # invalid: not counted
+    slips = known_slips(results)
+    assert dict(slips["gaussian_kl_diag"]) == {
+        "the arguments of q and p are swapped (KL is not symmetric)": 2, "the 1/2 is missing": 1}
+    summary = format_summary(results)
+    assert ("known slips (students whose answer matched one, per task):\n"
+            "  gaussian_kl_diag: 2 — the arguments of q and p are swapped (KL is not symmetric)\n"
+            "  gaussian_kl_diag: 1 — the 1/2 is missing\n") in summary
+    assert "believes me" not in summary
+    assert "known slips" not in format_summary(make_results())   # none recognised: no section
