@@ -51,15 +51,16 @@ pre.stderr { background: #fff4e5; } pre.error { background: #fdecea; }
 .cell.answer { border-color: #3b7dd8; } .cell.test { border-color: #999; }
 .cell.manual { border-color: #8e44ad; }
 .label { font-size: .8rem; color: #555; font-weight: 600; }
-.md { white-space: pre-wrap; overflow-wrap: anywhere; margin: .3rem 0; }
+.md { overflow-wrap: anywhere; margin: .3rem 0; }
+.md p { margin: .4rem 0; } .md code { background: #f6f6f6; padding: 0 .2rem; border-radius: 3px; }
+.md table { display: block; max-width: 100%; overflow-x: auto; }
+.math { overflow-x: auto; overflow-y: hidden; max-width: 100%; } math[display="block"] { margin: .5rem 0; }
 .pass { color: #1e7b34; } .fail { color: #b3261e; }
 .status { padding: .4rem .6rem; border-radius: 4px; background: #eef5ee; }
 .status.bad { background: #fdecea; }
 .note { color: #555; font-style: italic; }
 ul.checks { list-style: none; padding-left: 0; }
 """.strip()
-
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 
 
 def esc(value: Any) -> str:
@@ -84,25 +85,82 @@ def pre_block(text: Any, css_class: str = "") -> str:
     return block
 
 
+#: MathML elements and attributes a formula of a feedback page may hold; anything else is dropped
+_MATHML_TAGS = frozenset("""math mrow mi mn mo ms mtext mspace msub msup msubsup munder mover munderover mfrac
+msqrt mroot mstyle mtable mtr mtd mpadded mphantom menclose merror semantics annotation""".split())
+_MATHML_ATTRIBUTES = frozenset("""display xmlns mathvariant stretchy fence separator lspace rspace accent
+accentunder columnalign columnspacing rowspacing columnlines rowlines displaystyle scriptlevel minsize
+maxsize movablelimits linethickness width height depth notation largeop symmetric form""".split())
+
+
+def math_html(latex: str, display: bool = False) -> str:
+    """A LaTeX formula as MathML, made here at grading time (``latex2mathml``), so that the page
+    shows typeset math with no script and no network; a formula it cannot read stays as escaped
+    code. The MathML is rebuilt from the converter's element tree with only MathML elements and
+    attributes (:data:`_MATHML_TAGS`), its text unescaped once and escaped again on output: a
+    ``\\text{<script>}`` of a student's answer is shown as text, never as markup."""
+    import xml.etree.ElementTree as ET
+
+    from latex2mathml.converter import convert_to_element
+
+    try:
+        root = convert_to_element(latex, display="block" if display else "inline")
+    except Exception:  # noqa: BLE001 - any formula the converter cannot read
+        return f'<code class="math">{esc(latex)}</code>'
+
+    def clean(element) -> None:
+        for child in list(element):
+            if child.tag not in _MATHML_TAGS:
+                element.remove(child)
+                continue
+            clean(child)
+        for key in list(element.attrib):
+            if key not in _MATHML_ATTRIBUTES:
+                del element.attrib[key]
+        for attr in ("text", "tail"):
+            value = getattr(element, attr)
+            if value:
+                setattr(element, attr, html.unescape(value))
+
+    clean(root)
+    root.tail = None
+    return ET.tostring(root, encoding="unicode", method="xml")
+
+
+def _markdown_renderer():
+    """CommonMark with tables and ``$…$`` / ``$$…$$`` math (as in the course's notebooks); raw
+    HTML, images and links off (shown as their text): a page loads nothing and links nowhere."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table").disable(["image", "link", "autolink"])
+    md.use(dollarmath_plugin, allow_labels=False, double_inline=True)
+    md.add_render_rule("math_inline", lambda self, tokens, idx, options, env: math_html(tokens[idx].content))
+    md.add_render_rule("math_inline_double",
+                       lambda self, tokens, idx, options, env: math_html(tokens[idx].content, display=True))
+    md.add_render_rule("math_block",
+                       lambda self, tokens, idx, options, env: f'<div class="math">{math_html(tokens[idx].content, True)}</div>\n')
+    return md
+
+
+_MARKDOWN: list = []
+
+
 def markdown_html(source: str) -> str:
-    """A markdown cell, lightly formatted: ``#`` headings become headings, every other block a
-    paragraph that keeps its line breaks; all text is escaped, nothing else is interpreted."""
+    """A markdown cell rendered: headings, emphasis, lists, tables, code and math (MathML,
+    :func:`math_html`); raw HTML, images and links in it are shown as text. Headings move two
+    levels down (the page's own are h1 and h2)."""
+    if not _MARKDOWN:
+        _MARKDOWN.append(_markdown_renderer())
     kept, cut = truncate(source)
-    parts = []
-    for block in re.split(r"\n\s*\n", kept):
-        if not block.strip():
-            continue
-        lines = block.split("\n")
-        heading = _HEADING.match(lines[0])
-        if heading:
-            level = min(6, len(heading.group(1)) + 2)
-            parts.append(f"<h{level}>{esc(heading.group(2))}</h{level}>")
-            lines = lines[1:]
-        if any(line.strip() for line in lines):
-            parts.append(f'<p class="md">{esc(chr(10).join(lines))}</p>')
+    try:
+        body = _MARKDOWN[0].render(kept)
+    except Exception:  # noqa: BLE001 - a text the renderer cannot take: shown as it is
+        body = pre_block(kept)
+    body = re.sub(r"<(/?)h([1-6])>", lambda m: f"<{m.group(1)}h{min(6, int(m.group(2)) + 2)}>", body)
     if cut:
-        parts.append(f'<p class="note">… {cut:,} more characters not shown.</p>')
-    return "\n".join(parts)
+        body += f'<p class="note">… {cut:,} more characters not shown.</p>'
+    return f'<div class="md">{body}</div>'
 
 
 def outputs_html(cell: Mapping[str, Any]) -> str:
@@ -155,7 +213,7 @@ def manual_cell_html(cell: Mapping[str, Any]) -> str:
     """A written answer: the student's text and a note that it is graded by hand."""
     return (f'<div class="cell manual"><div class="label">your written answer — {esc(cell.get("grade_id"))} '
             f'(graded by hand, {esc(fmt(cell.get("max_points")))} points)</div>\n'
-            f'{pre_block(cell.get("source", ""))}</div>')
+            f'{markdown_html(str(cell.get("source", "")))}</div>')
 
 
 def cell_html(cell: Mapping[str, Any]) -> str:

@@ -71,6 +71,32 @@ def use_course_style() -> None:
     )
 
 
+#: Run on the website after a figure is drawn (plotly's ``post_script``; ``{plot_id}`` is its div):
+#: in a column narrower than 600 px (a phone), smaller text, side-by-side sliders stacked under the
+#: plot at full width, the figure taller by the room they need. JupyterLab draws the figure from
+#: its JSON and never runs this.
+NARROW_SCREEN_SCRIPT = """
+var gd = document.getElementById('{plot_id}');
+if (gd && gd.clientWidth && gd.clientWidth < 600) {
+  var L = gd.layout, m = L.margin || {}, sliders = L.sliders || [];
+  var top = m.t === undefined ? 80 : m.t, extra = 95 * Math.max(0, sliders.length - 1);
+  var height = (L.height || 450) + extra, bottom = (m.b === undefined ? 80 : m.b) + extra;
+  var u = {'font.size': 10, 'margin.l': 42, 'margin.r': 8, 'height': height, 'margin.b': bottom};
+  (L.annotations || []).forEach(function (a, i) { u['annotations[' + i + '].font.size'] = 10; });
+  var paper = Math.max(50, height - top - bottom);
+  sliders.forEach(function (s, i) {
+    u['sliders[' + i + '].x'] = 0;
+    u['sliders[' + i + '].len'] = 1;
+    u['sliders[' + i + '].y'] = -i * 95 / paper;
+    u['sliders[' + i + '].font.size'] = 9;
+    u['sliders[' + i + '].currentvalue.font.size'] = 11;
+  });
+  u['autosize'] = true;
+  Plotly.relayout(gd, u).then(function () { Plotly.Plots.resize(gd); });
+}
+"""
+
+
 class PlotlyFigure:
     """A plotly figure as Jupyter displays it: HTML for the website, plotly JSON for JupyterLab.
 
@@ -91,6 +117,7 @@ class PlotlyFigure:
             # A fixed height: "100%" of the page's auto-height output area would collapse.
             default_height=f"{self.figure.layout.height or 450}px",
             config={"responsive": True, "displaylogo": False},
+            post_script=NARROW_SCREEN_SCRIPT,
         )
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:

@@ -80,3 +80,30 @@ def test_chapter_has_its_exercise(stem):
         f"chapter {stem} needs its exercise at {notebook.relative_to(ROOT)} "
         f"(generated from solutions/{stem}/{stem}.ipynb by `make release`)"
     )
+
+
+def _course_site():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("course_site", ROOT / "book" / "_ext" / "course_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_site_extension_keeps_each_script_once_and_plotly_only_with_a_figure():
+    site = _course_site()
+
+    class Script:
+        def __init__(self, filename, **attributes):
+            self.filename, self.attributes = filename, attributes
+
+    thebe = 'const THEBE_JS_URL = "x";'
+    scripts = [Script("_static/doctools.js"), Script("_static/plotly/plotly.min.js"), Script(None, body=thebe),
+               Script("", body=thebe), Script("_static/doctools.js"), Script("_static/mathjax/tex-chtml.js", defer="defer")]
+    kept = site.page_scripts(scripts, body="<p>no figure here</p>")
+    assert [(s.filename, s.attributes) for s in kept] == [
+        ("_static/doctools.js", {}), (None, {"body": thebe}), ("_static/mathjax/tex-chtml.js", {"defer": "defer"})]
+    with_figure = site.page_scripts(scripts, body='<div class="plotly-graph-div"></div><script>Plotly.newPlot(...)</script>')
+    assert [s.filename for s in with_figure] == ["_static/doctools.js", "_static/plotly/plotly.min.js", None,
+                                                 "_static/mathjax/tex-chtml.js"]

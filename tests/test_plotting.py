@@ -106,3 +106,19 @@ def test_dgm_plotting_imports_no_other_room():
     source = open(plotting.__file__, encoding="utf-8").read()
     for room in ("book", "solutions", "exercises", "autograder", "tests"):
         assert not re.search(rf"^\s*(from|import)\s+{room}\b", source, re.M), room
+
+
+def test_the_website_html_lays_a_figure_out_again_on_a_narrow_screen():
+    """The figure's HTML runs the narrow-screen layout after drawing (the browser test checks the
+    result at 390 px); JupyterLab's JSON does not carry it."""
+    import plotly.graph_objects as go
+
+    from dgm.plotting import NARROW_SCREEN_SCRIPT, plotly_slider_figure, show_plotly
+
+    fig = plotly_slider_figure([[go.Scatter(x=[0, 1], y=[0, i])] for i in range(3)], [0, 1, 2])
+    bundle = show_plotly(fig)._repr_mimebundle_()
+    page = bundle["text/html"]
+    div_id = page.split('<div id="', 1)[1].split('"', 1)[0]
+    assert "clientWidth < 600" in page and f"document.getElementById('{div_id}')" in page
+    assert page.index("Plotly.newPlot") < page.index("clientWidth < 600")   # after the figure is drawn
+    assert "{plot_id}" in NARROW_SCREEN_SCRIPT and "clientWidth" not in str(bundle["application/vnd.plotly.v1+json"])

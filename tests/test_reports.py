@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from autograder import similarity as similar
+from autograder import feedback as feedback_module
 from autograder.feedback import feedback_html
 from autograder.histograms import TOTAL, histograms_png, score_counts
 from autograder.reports import format_summary, grades_csv, write_reports
@@ -184,9 +185,13 @@ def test_grades_csv_never_leaves_a_failure_without_reason_and_guards_formulas():
 # Feedback
 # --------------------------------------------------------------------------------------------
 
+# the page's own markup, what rendered Markdown adds, and MathML (its elements and attributes are
+# the feedback module's allow-list, which these tests hold every page to)
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "h5", "h6", "p", "ul",
-                "li", "pre", "div", "span", "table", "tr", "th", "td", "strong", "a"}
-ALLOWED_ATTRIBUTES = {"class", "id", "href", "colspan", "lang", "charset", "http-equiv", "content", "name"}
+                "li", "pre", "div", "span", "table", "tr", "th", "td", "strong", "a",
+                "em", "code", "ol", "blockquote", "hr", "br", "thead", "tbody"} | set(feedback_module._MATHML_TAGS)
+ALLOWED_ATTRIBUTES = {"class", "id", "href", "colspan", "lang", "charset", "http-equiv", "content", "name",
+                      "start"} | set(feedback_module._MATHML_ATTRIBUTES)
 
 
 class Markup(HTMLParser):
@@ -212,9 +217,14 @@ def assert_inert(page: str) -> Markup:
     for tag, attrs in markup.tags:
         assert tag in ALLOWED_TAGS, tag
         for name, value in attrs:
+            if name == "style":   # a Markdown table's column alignment, nothing else
+                assert re.fullmatch(r"text-align:(left|right|center)", value or ""), (tag, value)
+                continue
             assert name in ALLOWED_ATTRIBUTES, (tag, name)
             if name == "href":
                 assert value.startswith("#"), value
+            if name == "xmlns":
+                assert value == "http://www.w3.org/1998/Math/MathML", value
     styles = [t for t in markup.text if "{" in t]
     assert not any("url(" in s or "@import" in s for s in styles)
     return markup
@@ -699,7 +709,7 @@ def test_ids_differing_only_in_case_get_report_files_of_their_own(tmp_path):
     mine = (tmp_path / "feedback" / f"{names['alice']}.html").read_text()
     theirs = (tmp_path / "feedback" / f"{names['ALICE']}.html").read_text()
     assert "feedback for alice<" in mine and "the twin" not in mine
-    assert "feedback for ALICE<" in theirs and "the twin&#x27;s notebook" in theirs
+    assert "feedback for ALICE<" in theirs and "the twin's notebook" in theirs
     nb = nbformat.read(tmp_path / "autograded" / f"{names['ALICE']}.ipynb", as_version=4)
     assert nb.metadata["dgm_grading"]["student_id"] == "ALICE"
 
@@ -737,3 +747,53 @@ def test_the_summary_counts_each_known_slip_per_task_once_per_student():
             "  gaussian_kl_diag: 1 — the 1/2 is missing\n") in summary
     assert "believes me" not in summary
     assert "known slips" not in format_summary(make_results())   # none recognised: no section
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown and math in the feedback page
+# --------------------------------------------------------------------------------------------
+
+
+def test_feedback_renders_markdown_and_typesets_math_as_mathml():
+    from autograder.feedback import markdown_html
+
+    page = markdown_html("## The KL\n\n**How to work.** Use $\\mathcal N(\\mu_q, \\sigma_q^2)$ and\n\n"
+                         "$$\n\\mathrm{KL}(q\\|p) = \\int q \\log \\frac{q}{p}\n$$\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<h4>The KL</h4>" in page and "<strong>How to work.</strong>" in page
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">' in page
+    assert '<div class="math"><math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in page
+    assert "<mfrac>" in page and "<msubsup>" in page and "$" not in page
+    assert "<table>" in page and "<td>2</td>" in page
+
+
+@pytest.mark.parametrize("hostile", [
+    "<script>alert(1)</script>",
+    "$\\text{<script>alert(1)</script>}$",
+    "$\\text{&lt;img src=x onerror=alert(1)&gt;}$",
+    "$$\\mathrm{<img src=x onerror=alert(1)>}$$",
+    "![tracker](http://127.0.0.1/pixel.png)",
+    "[click](javascript:alert(1))",
+    "<img src=x onerror=alert(1)>",
+])
+def test_markdown_and_math_never_become_markup(hostile):
+    from autograder.feedback import markdown_html
+
+    page = markdown_html(f"text {hostile} more")
+    assert "<script" not in page and "<img" not in page and 'href="javascript' not in page, page
+    assert "onerror=" not in page or "&lt;" in page, page
+
+
+def test_a_formula_the_converter_cannot_read_stays_as_code():
+    from autograder.feedback import math_html
+
+    assert math_html("\\frac{a}{") == '<code class="math">\\frac{a}{</code>'
+    assert math_html("x^2").startswith("<math ")
+
+
+def test_a_written_answer_is_rendered_too():
+    results = make_results()
+    sub = sub_of(results, "alice")
+    sub["cells"] = [{"kind": "manual", "grade_id": "elbo_decomposition", "max_points": 4.0,
+                     "source": "By Jensen, $\\log p(x) \\ge \\mathbb E_q[\\log p(x, z) - \\log q(z)]$. <b>done</b>"}]
+    page = feedback_html(results, sub)
+    assert "<math" in page and "&lt;b&gt;done&lt;/b&gt;" in page

@@ -154,11 +154,56 @@ def test_mathjax_and_plotly_are_served_by_the_site(site):
         scripts = [u for t, _, u in resources(page_of(doc)).urls if t == "script"]
         if 'class="math' in text:
             assert any("_static/mathjax/tex-chtml.js" in u for u in scripts), f"{doc}: math but no local MathJax"
+        plotly_at = [i for i, u in enumerate(scripts) if "_static/plotly/plotly.min.js" in u]
         if "plotly-graph-div" in text:
-            plotly_at = [i for i, u in enumerate(scripts) if "_static/plotly/plotly.min.js" in u]
             assert plotly_at, f"{doc}: a plotly figure but no local plotly.min.js"
             require_at = [i for i, u in enumerate(scripts) if "require" in u.rsplit("/", 1)[-1]]
             assert all(plotly_at[0] < i for i in require_at), f"{doc}: plotly.min.js must load before require.js"
+        else:   # 4.8 MB a page without a figure has no use for (book/_ext/course_site.py)
+            assert not plotly_at, f"{doc}: loads plotly.min.js but draws no plotly figure"
+
+
+def test_no_script_is_loaded_twice_on_a_page(site):
+    """Jupyter Book added sphinx-thebe's inline set-up twice (a SyntaxError on every page)."""
+    for doc in toc_documents():
+        parser = Scripts()
+        parser.feed(page_of(doc).read_text(encoding="utf-8"))
+        repeated = sorted({s[:80] for s in parser.scripts if parser.scripts.count(s) > 1})
+        assert not repeated, f"{doc}: scripts on the page twice: {repeated}"
+
+
+def test_progress_bars_stay_in_the_notebook(site):
+    """stderr (tqdm's progress bars) is not shown on the static page (nb_output_stderr: remove)."""
+    for doc in toc_documents():
+        text = page_of(doc).read_text(encoding="utf-8")
+        assert "output stderr" not in text, f"{doc}: a stderr box on the page"
+        assert not re.search(r"\d+%\|[^|\n]{0,80}\|", text), f"{doc}: a progress bar on the page"
+
+
+class Scripts(HTMLParser):
+    """Every script of a page: its src, or its inline text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self._inline: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            src = dict(attrs).get("src")
+            if src:
+                self.scripts.append(src)
+            elif dict(attrs).get("type", "text/javascript") in ("text/javascript", "module", ""):
+                self._inline = []
+
+    def handle_data(self, data):
+        if self._inline is not None:
+            self._inline.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._inline is not None:
+            self.scripts.append("".join(self._inline).strip())
+            self._inline = None
 
 
 def test_solutions_exercises_and_grading_never_become_pages(site):
@@ -197,6 +242,10 @@ def test_widgets_are_not_frozen_onto_pages(site):
 
 # --- in a browser ----------------------------------------------------------------------------
 
+# Put first in <head> of every page the local server sends: records every script error.
+ERRORS = """<script>window.__dgmErrors = [];
+window.addEventListener("error", function (e) { window.__dgmErrors.push(String(e.message)); });</script>"""
+
 # Appended to every page the local server sends: once the page has loaded and MathJax has
 # typeset, it writes what it sees into <pre id="dgm-site-check">, which --dump-dom prints.
 PROBE = """<script>
@@ -212,6 +261,19 @@ window.addEventListener("load", function () {
       plots: all(".plotly-graph-div").length,
       undrawn: all(".plotly-graph-div").filter(function (d) { return !d.querySelector("svg.main-svg"); })
                  .map(function (d) { return d.id; }),
+      errors: window.__dgmErrors || [],
+      // content the reader cannot see whole or scroll to: clipped by an ancestor that hides its
+      // overflow, or past the window's edge with no scrolling box around it
+      cut: all("mjx-container[display='true'], .cell_output, table, .plotly-graph-div").filter(function (e) {
+        var r = e.getBoundingClientRect();
+        if (r.width === 0) { return false; }
+        for (var p = e.parentElement; p && p !== document.documentElement; p = p.parentElement) {
+          var o = getComputedStyle(p).overflowX, b = p.getBoundingClientRect();
+          if (o === "auto" || o === "scroll") { return false; }
+          if ((o === "hidden" || o === "clip") && (r.right > b.right + 1 || r.left < b.left - 1)) { return true; }
+        }
+        return r.right > window.innerWidth + 1;
+      }).map(function (e) { return e.tagName.toLowerCase() + ":" + (e.textContent || "").slice(0, 40); }),
       images: document.images.length,
       brokenImages: Array.prototype.slice.call(document.images)
                  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
@@ -221,9 +283,21 @@ window.addEventListener("load", function () {
     out.id = "dgm-site-check";
     out.textContent = JSON.stringify(report);
     document.body.appendChild(out);
+    if (window.parent !== window) { window.parent.postMessage(out.textContent, "*"); }
   }, 1000); });
 });
 </script>"""
+
+# Headless Chromium draws no window narrower than 500 px: a phone's 390 px is a frame of that width
+# (its own viewport, so media queries and the figures' narrow-screen layout apply) inside a
+# wrapper page, which copies the framed page's report into its own DOM.
+PHONE_WIDTH = 390
+PHONE = """<!doctype html><html><body style="margin:0">
+<iframe src="{src}" style="width:{width}px;height:4000px;border:0"></iframe>
+<script>window.addEventListener("message", function (e) {{
+  var out = document.createElement("pre"); out.id = "dgm-site-check"; out.textContent = e.data;
+  document.body.appendChild(out);
+}});</script></body></html>"""
 
 # A page that does what no page may do: load an image over http and a script from a CDN.
 CANARY = (b'<!doctype html><html><body><img src="http://example.invalid/canary.png">'
@@ -237,10 +311,14 @@ class SiteHandler(SimpleHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/__canary__.html":
             return self._send(CANARY)
+        if path.startswith("/__phone__/"):
+            src = "/" + path[len("/__phone__/"):]
+            return self._send(PHONE.format(src=html.escape(src, quote=True), width=PHONE_WIDTH).encode("utf-8"))
         if path.endswith(".html"):
             file = Path(self.translate_path(path))
             if file.is_file():
                 body = file.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>", 1)
+                body = re.sub(r"<head>", "<head>" + ERRORS.replace("\\", "\\\\"), body, count=1)
                 return self._send(body.encode("utf-8"))
         return super().do_GET()
 
@@ -330,9 +408,15 @@ def test_pages_render_offline_in_chromium(site):
         proxy.requests.clear()
 
         problems = []
-        for doc in toc_documents():
-            url = f"{base}/{doc}.html"
+        for doc, width in [(d, w) for d in toc_documents() for w in (1280, PHONE_WIDTH)]:   # a desktop, a phone
+            url = f"{base}/{doc}.html" if width == 1280 else f"{base}/__phone__/{doc}.html"
             report = probe_report(dump_dom(url, proxy_port, profile), url)
+            if report["errors"]:
+                problems.append(f"{doc} ({width} px): script errors {report['errors']}")
+            if report["cut"]:
+                problems.append(f"{doc} ({width} px): cut off at the window's edge: {report['cut'][:5]}")
+            if width != 1280:
+                continue
             if report["math"] and not report["mathjax"]:
                 problems.append(f"{doc}: MathJax did not load")
             if report["untypeset"]:
