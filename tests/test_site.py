@@ -163,6 +163,15 @@ def test_mathjax_and_plotly_are_served_by_the_site(site):
             assert not plotly_at, f"{doc}: loads plotly.min.js but draws no plotly figure"
 
 
+def test_every_figure_has_a_description(site):
+    """A figure's alt text says what it shows (the cell's ``mystnb.image.alt``), never its file path."""
+    for doc in toc_documents():
+        for tag in re.findall(r"<img [^>]*>", page_of(doc).read_text(encoding="utf-8")):
+            alt = re.search(r'alt="([^"]*)"', tag)
+            assert alt and len(alt.group(1)) >= 10, f"{doc}: an image without a description: {tag[:200]}"
+            assert not re.search(r"\.(png|jpe?g|svg|gif)$", alt.group(1)), f"{doc}: a file path as alt text: {tag[:200]}"
+
+
 def test_no_script_is_loaded_twice_on_a_page(site):
     """Jupyter Book added sphinx-thebe's inline set-up twice (a SyntaxError on every page)."""
     for doc in toc_documents():
