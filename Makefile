@@ -44,7 +44,8 @@ test-fast: env
 bench: env
 	$(PY) -m benchmarks
 
-# Regenerate exercises/ from solutions/ (instructors).
+# Regenerate exercises/ from solutions/ (with each notebook's install cell) and notebooks/ from book/
+# (instructors; docs/launching.md).
 release: env
 	$(PY) -m autograder release
 

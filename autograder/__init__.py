@@ -5,6 +5,8 @@ Run ``python -m autograder --help``. Modules, by job:
 * :mod:`autograder.nbgrader_config` — the nbgrader configuration (why each setting is there);
 * :mod:`autograder.course` — the course's paths, scratch copies, :class:`~autograder.course.GradingError`;
 * :mod:`autograder.release` — ``release`` / ``check-release`` (``exercises/`` from ``solutions/``);
+* :mod:`autograder.launch` — what the website's launch buttons open: the install cell of every
+  exercise, the chapters as notebooks (``notebooks/`` from ``book/``), the launch links;
 * :mod:`autograder.program` — what grading runs: the source notebook's cells with the student's answers;
 * :mod:`autograder.grade` — ``grade DIR``: the pipeline, in parallel; :mod:`autograder.submissions`
   (finding and reading submissions), :mod:`autograder.runner` (one submission in its sandbox, the

@@ -1,4 +1,4 @@
-"""Command line of the grader: ``python -m autograder {release,check-release,grade,merge,validate,make-samples}``."""
+"""Command line of the grader: ``python -m autograder {release,check-release,grade,merge,formgrader,validate,make-samples}``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("release", help="regenerate exercises/<a>/ from solutions/<a>/ (all when none given)")
+    r = sub.add_parser("release", help="regenerate exercises/<a>/ from solutions/<a>/ (all when none given), "
+                                       "with their install cells, and notebooks/<a>.ipynb from book/<a>.md")
     r.add_argument("assignment", nargs="*")
 
-    c = sub.add_parser("check-release", help="exit 1 when exercises/ differs from a fresh release")
+    c = sub.add_parser("check-release", help="exit 1 when exercises/, notebooks/ or an install cell differs "
+                                             "from a fresh release")
     c.add_argument("assignment", nargs="*")
 
     g = sub.add_parser("grade", help="grade a folder of submissions")
@@ -42,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     mg.add_argument("out", type=Path, help="report folder")
     mg.add_argument("parts", type=Path, nargs="+", help="the shards' folders (or results.json files)")
 
+    f = sub.add_parser("formgrader", help="write a graded folder into nbgrader's gradebook, to grade the written "
+                                          "answers in formgrader and export every grade")
+    f.add_argument("out", type=Path, help="report folder that `grade` or `merge` wrote (holding results.json)")
+    f.add_argument("--course", type=Path, default=None, metavar="DIR",
+                   help="the nbgrader course folder to write or update (default: OUT/nbgrader)")
+
     v = sub.add_parser("validate", help="run a notebook's tests, print pass/fail per test; exit 1 on failure")
     v.add_argument("notebook", type=Path)
     v.add_argument("--timeout-per-cell", type=int, default=cfg.CELL_TIMEOUT_S, metavar="S")
@@ -64,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for a in done:
             print(f"released {cfg.RELEASE_DIR}/{a}/{a}.ipynb")
+        from autograder.launch import CHAPTER_NOTEBOOK_DIR, chapter_stems
+
+        for stem in chapter_stems(root, args.assignment or None):
+            print(f"wrote {CHAPTER_NOTEBOOK_DIR}/{stem}.ipynb")
         return 0
     if args.command == "check-release":
         from autograder.release import ReleaseError, stale_release_files
@@ -74,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"check-release failed: {err}", file=sys.stderr)
             return 2
         if stale:
-            print("exercises/ is not what nbgrader generates from solutions/ — run `make release`:")
+            print("exercises/ or notebooks/ is not what `release` makes from solutions/, book/ and "
+                  "_config.yml — run `make release`:")
             for name in stale:
                 print(f"  {name}")
             return 1
-        print("exercises/ is up to date with solutions/")
+        print("exercises/ and notebooks/ are up to date with solutions/, book/ and _config.yml")
         return 0
     if args.command == "grade":
         from autograder.grade import GradingError, grade_folder
@@ -102,6 +115,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"merge failed: {err}", file=sys.stderr)
             return 2
         print(run.summary)
+        return 0
+    if args.command == "formgrader":
+        from autograder.course import GradingError
+        from autograder.gradebook import export_course
+
+        try:
+            done = export_course(args.out, args.course, root=root)
+        except GradingError as err:
+            print(f"formgrader export failed: {err}", file=sys.stderr)
+            return 2
+        print(done.summary)
         return 0
     if args.command == "validate":
         from autograder.validate import validate_notebook

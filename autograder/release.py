@@ -4,6 +4,11 @@ nbgrader's ``generate_assignment`` runs in a scratch copy of the course with its
 gradebook (the repository's gradebook is never touched). Its notebooks are then normalised so
 that regenerating gives byte-identical files: outputs and execution counts removed, volatile
 metadata dropped (see :func:`normalise_notebook`), written with sorted keys and a final newline.
+
+Before nbgrader runs, each source notebook gets the install cell that ``_config.yml``'s repository
+and ``pyproject.toml``'s version give (its first code cell, locked); after it, the book's pages
+with code are written as notebooks into ``notebooks/``. Both are what the website's launch buttons
+open (:mod:`autograder.launch`).
 """
 
 from __future__ import annotations
@@ -68,14 +73,7 @@ def generate(root: Path, out_dir: Path, assignment_ids: list[str] | None = None,
     from nbgrader.converters import GenerateAssignment
 
     root = Path(root).resolve()
-    ids = assignments(root) if not assignment_ids else list(assignment_ids)
-    known = set(assignments(root))
-    missing = [a for a in ids if a not in known]
-    if missing:
-        raise ReleaseError(f"no source notebook solutions/<a>/<a>.ipynb for: {', '.join(missing)} "
-                           f"(known: {', '.join(sorted(known)) or 'none'})")
-    if not ids:
-        raise ReleaseError(f"no assignments under {root / cfg.SOURCE_DIR}")
+    ids = _assignment_ids(root, assignment_ids)
     out_dir = Path(out_dir)
     with scratch_course(root, ids, prefix="dgm-release-") as scratch:
         config = cfg.course_config(scratch)
@@ -106,6 +104,19 @@ def generate(root: Path, out_dir: Path, assignment_ids: list[str] | None = None,
     return ids
 
 
+def _assignment_ids(root: Path, assignment_ids: list[str] | None) -> list[str]:
+    """``assignment_ids`` (all the course's when None or empty), each checked to exist."""
+    ids = assignments(root) if not assignment_ids else list(assignment_ids)
+    known = set(assignments(root))
+    missing = [a for a in ids if a not in known]
+    if missing:
+        raise ReleaseError(f"no source notebook solutions/<a>/<a>.ipynb for: {', '.join(missing)} "
+                           f"(known: {', '.join(sorted(known)) or 'none'})")
+    if not ids:
+        raise ReleaseError(f"no assignments under {root / cfg.SOURCE_DIR}")
+    return ids
+
+
 def _coursedir(config, assignment_id: str):
     from nbgrader.coursedir import CourseDirectory
 
@@ -115,17 +126,33 @@ def _coursedir(config, assignment_id: str):
 
 
 def release(root: Path, assignment_ids: list[str] | None = None) -> list[str]:
-    """Regenerate ``<root>/exercises/<a>/`` for the given assignments (all when None)."""
-    return generate(root, Path(root) / cfg.RELEASE_DIR, assignment_ids)
+    """Regenerate ``<root>/exercises/<a>/`` for the given assignments (all when None), after
+    writing the install cell into their source notebooks; then write the notebook forms of the
+    pages with the same names (of every page with code when None). Returns the assignment ids."""
+    from autograder.launch import LaunchError, write_chapter_notebooks, write_install_cells
+
+    root = Path(root).resolve()
+    ids = _assignment_ids(root, assignment_ids)
+    try:
+        write_install_cells(root, ids)
+    except LaunchError as err:
+        raise ReleaseError(str(err)) from err
+    done = generate(root, root / cfg.RELEASE_DIR, ids)
+    write_chapter_notebooks(root, list(assignment_ids) if assignment_ids else None)
+    return done
 
 
 def stale_release_files(root: Path, assignment_ids: list[str] | None = None) -> list[str]:
-    """Files of ``exercises/`` that differ from a fresh generation (missing, extra or changed).
+    """Files of ``exercises/`` that differ from a fresh generation (missing, extra or changed),
+    source notebooks whose install cell is not the current one, and chapter notebooks that differ
+    from their page (:mod:`autograder.launch`).
 
     Paths are relative to the course root; an empty list means the release is up to date.
     """
+    from autograder.launch import install_cell_problems, stale_chapter_notebooks
+
     root = Path(root).resolve()
-    ids = assignments(root) if not assignment_ids else list(assignment_ids)
+    ids = _assignment_ids(root, assignment_ids)
     with tempfile.TemporaryDirectory(prefix="dgm-check-release-") as tmp:
         fresh = Path(tmp)
         generate(root, fresh, ids)
@@ -144,4 +171,5 @@ def stale_release_files(root: Path, assignment_ids: list[str] | None = None) -> 
                     differing.append(f"{name} (not generated from solutions/)")
                 elif not filecmp.cmp(fresh / a / rel, committed_dir / rel, shallow=False):
                     differing.append(f"{name} (differs)")
-        return differing
+    return (install_cell_problems(root, ids) + differing
+            + stale_chapter_notebooks(root, list(assignment_ids) if assignment_ids else None))

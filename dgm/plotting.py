@@ -72,9 +72,9 @@ def use_course_style() -> None:
 
 
 #: Run on the website after a figure is drawn (plotly's ``post_script``; ``{plot_id}`` is its div):
-#: in a column narrower than 600 px (a phone), smaller text, side-by-side sliders stacked under the
-#: plot at full width, the figure taller by the room they need. JupyterLab draws the figure from
-#: its JSON and never runs this.
+#: in a column narrower than 600 px (a phone), smaller text, long subplot titles on two lines,
+#: side-by-side sliders stacked under the plot at full width, the figure taller by the room they
+#: need. JupyterLab draws the figure from its JSON and never runs this.
 NARROW_SCREEN_SCRIPT = """
 var gd = document.getElementById('{plot_id}');
 if (gd && gd.clientWidth && gd.clientWidth < 600) {
@@ -82,7 +82,16 @@ if (gd && gd.clientWidth && gd.clientWidth < 600) {
   var top = m.t === undefined ? 80 : m.t, extra = 95 * Math.max(0, sliders.length - 1);
   var height = (L.height || 450) + extra, bottom = (m.b === undefined ? 80 : m.b) + extra;
   var u = {'font.size': 10, 'margin.l': 42, 'margin.r': 8, 'height': height, 'margin.b': bottom};
-  (L.annotations || []).forEach(function (a, i) { u['annotations[' + i + '].font.size'] = 10; });
+  (L.annotations || []).forEach(function (a, i) {
+    u['annotations[' + i + '].font.size'] = 10;
+    // a long plain-text subplot title goes on two lines (split at the space nearest its middle),
+    // so titles of side-by-side subplots do not run into each other
+    var t = a.text || '', mid = Math.floor(t.length / 2), cut = t.lastIndexOf(' ', mid);
+    if (cut <= 0) { cut = t.indexOf(' ', mid); }
+    if (t.length > 24 && t.indexOf('<') < 0 && cut > 0) {
+      u['annotations[' + i + '].text'] = t.slice(0, cut) + '<br>' + t.slice(cut + 1);
+    }
+  });
   var paper = Math.max(50, height - top - bottom);
   sliders.forEach(function (s, i) {
     u['sliders[' + i + '].x'] = 0;

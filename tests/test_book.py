@@ -91,19 +91,45 @@ def _course_site():
     return module
 
 
-def test_the_site_extension_keeps_each_script_once_and_plotly_only_with_a_figure():
+def test_the_site_extension_keeps_each_script_once_and_never_plotly_in_the_head():
+    """Repeats go, plotly.js and the unread ipywidgets state go; the rest stays as it was, in order."""
+    from sphinx.builders.html._assets import _JavaScript as Script
+
     site = _course_site()
-
-    class Script:
-        def __init__(self, filename, **attributes):
-            self.filename, self.attributes = filename, attributes
-
     thebe = 'const THEBE_JS_URL = "x";'
-    scripts = [Script("_static/doctools.js"), Script("_static/plotly/plotly.min.js"), Script(None, body=thebe),
-               Script("", body=thebe), Script("_static/doctools.js"), Script("_static/mathjax/tex-chtml.js", defer="defer")]
-    kept = site.page_scripts(scripts, body="<p>no figure here</p>")
+    state = "application/vnd.jupyter.widget-state+json"
+    scripts = [Script("_static/doctools.js", priority=200), Script("_static/plotly/plotly.min.js", priority=100),
+               Script(None, body=thebe), Script("", body=thebe), Script("_static/doctools.js", priority=200),
+               Script(None, body='{"state": {}}', type=state), Script("_static/sphinx-thebe.js", **{"async": "async"}),
+               Script("_static/mathjax/tex-chtml.js", defer="defer")]
+    kept = site.page_scripts(scripts)
     assert [(s.filename, s.attributes) for s in kept] == [
-        ("_static/doctools.js", {}), (None, {"body": thebe}), ("_static/mathjax/tex-chtml.js", {"defer": "defer"})]
-    with_figure = site.page_scripts(scripts, body='<div class="plotly-graph-div"></div><script>Plotly.newPlot(...)</script>')
-    assert [s.filename for s in with_figure] == ["_static/doctools.js", "_static/plotly/plotly.min.js", None,
-                                                 "_static/mathjax/tex-chtml.js"]
+        ("_static/doctools.js", {}), (None, {"body": thebe}), ("_static/sphinx-thebe.js", {"async": "async"}),
+        ("_static/mathjax/tex-chtml.js", {"defer": "defer"})]
+
+
+def test_the_site_extension_hands_each_plotly_figure_to_the_loader():
+    """Figures made by dgm.plotting draw through ``dgmPlotly(id, draw)``; the loader comes once,
+    before the first figure, with the URL it was given; a page without a figure is unchanged."""
+    import plotly.graph_objects as go
+
+    from dgm.plotting import show_plotly
+
+    site = _course_site()
+    figures = [show_plotly(go.Figure(go.Scatter(x=[0, 1], y=[k, 2 * k]))) for k in (1, 2)]
+    body = "<p>text</p>" + "".join(f"<div class='output'>{f.to_html()}</div><p>between</p>" for f in figures)
+    page = site.figures_on_demand(body, "../_static/plotly/plotly.min.js")
+
+    assert page.count("window.dgmPlotly = window.dgmPlotly ||") == 1
+    assert page.index("window.dgmPlotly = window.dgmPlotly ||") < page.index(f'window.dgmPlotly("{figures[0].div_id}"')
+    assert '})("../_static/plotly/plotly.min.js");' in page
+    for figure in figures:
+        call = f'window.dgmPlotly("{figure.div_id}", function () {{'
+        assert page.count(call) == 1, f"figure {figure.div_id} is not drawn through the loader"
+        assert page.index(f'id="{figure.div_id}"') < page.index(call), "the call must follow its div"
+    assert page.count("Plotly.newPlot") == 2
+    # every drawing call now sits inside a loader callback, none at the top level of a script
+    for script in re.findall(r"<script[^>]*>(.*?)</script>", page, re.S):
+        assert "Plotly.newPlot" not in script or script.startswith("window.dgmPlotly(")
+    assert site.figures_on_demand(page, "../_static/plotly/plotly.min.js") == page, "not idempotent"
+    assert site.figures_on_demand("<p>no figure</p>", "x.js") == "<p>no figure</p>"

@@ -106,7 +106,7 @@ def test_the_set_up_cell_is_one_import_from_the_chapters_module(assignment):
 
 #: import name → distribution name, where they differ
 DISTRIBUTION = {"sklearn": "scikit-learn", "IPython": "ipython", "markdown_it": "markdown-it-py",
-                "mdit_py_plugins": "mdit-py-plugins"}
+                "mdit_py_plugins": "mdit-py-plugins", "yaml": "pyyaml"}
 
 
 def _imports(package: str) -> set[str]:

@@ -154,13 +154,18 @@ def test_mathjax_and_plotly_are_served_by_the_site(site):
         scripts = [u for t, _, u in resources(page_of(doc)).urls if t == "script"]
         if 'class="math' in text:
             assert any("_static/mathjax/tex-chtml.js" in u for u in scripts), f"{doc}: math but no local MathJax"
-        plotly_at = [i for i, u in enumerate(scripts) if "_static/plotly/plotly.min.js" in u]
+        # plotly.js never in a page's head: the loader fetches it where a figure is (course_site.py)
+        assert not any("plotly.min.js" in u for u in scripts), f"{doc}: plotly.min.js loaded in the head"
+        loader = re.search(r'window\.dgmPlotly = window\.dgmPlotly \|\|.*?\}\)\("([^"]+)"\);', text, re.S)
         if "plotly-graph-div" in text:
-            assert plotly_at, f"{doc}: a plotly figure but no local plotly.min.js"
-            require_at = [i for i, u in enumerate(scripts) if "require" in u.rsplit("/", 1)[-1]]
-            assert all(plotly_at[0] < i for i in require_at), f"{doc}: plotly.min.js must load before require.js"
-        else:   # 4.8 MB a page without a figure has no use for (book/_ext/course_site.py)
-            assert not plotly_at, f"{doc}: loads plotly.min.js but draws no plotly figure"
+            assert loader, f"{doc}: a plotly figure but no plotly loader"
+            src = (page_of(doc).parent / loader.group(1)).resolve()
+            assert src == plotly_js.resolve(), f"{doc}: the loader fetches {loader.group(1)}, not the site's plotly.js"
+            drawn = re.findall(r'window\.dgmPlotly\("([^"]+)", function', text)
+            divs = re.findall(r'<div id="([^"]+)" class="plotly-graph-div', text)
+            assert drawn == divs, f"{doc}: figures {divs} but drawn through the loader: {drawn}"
+        else:   # 4.8 MB a page without a figure has no use for
+            assert not loader and "plotly.min.js" not in text, f"{doc}: names plotly.min.js but draws no figure"
 
 
 def test_every_figure_has_a_description(site):
@@ -259,18 +264,36 @@ window.addEventListener("error", function (e) { window.__dgmErrors.push(String(e
 # typeset, it writes what it sees into <pre id="dgm-site-check">, which --dump-dom prints.
 PROBE = """<script>
 window.addEventListener("load", function () {
+  var all = function (s) { return Array.prototype.slice.call(document.querySelectorAll(s)); };
+  // plotly.js (4.8 MB) is fetched only when a figure comes near the window (course_site.py):
+  // when the page has loaded, it must not have been requested if every figure is far below.
+  var farBelow = all(".plotly-graph-div").every(function (d) {
+    return d.getBoundingClientRect().top > window.innerHeight + 1000; });
+  var fetchedEarly = farBelow && !!document.querySelector("script[src*='plotly.min.js']");
+  var drawn = function (d) { return !!d.querySelector("svg.main-svg"); };
+  // As a reader would: scroll to each figure in turn (plotly.js is fetched when one comes near)
+  // and wait up to 4 s for it to be drawn, then back to the top.
+  var scrolled = function () { return new Promise(function (done) {
+    var figures = all(".plotly-graph-div"), i = 0, tries = 0;
+    (function next() {
+      if (i >= figures.length) { window.scrollTo(0, 0); done(); return; }
+      if (tries === 0) { figures[i].scrollIntoView(); }
+      if (drawn(figures[i]) || ++tries > 40) { i += 1; tries = 0; }
+      setTimeout(next, 100);
+    })();
+  }); };
   var ready = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
-  ready.catch(function () {}).then(function () { setTimeout(function () {
-    var all = function (s) { return Array.prototype.slice.call(document.querySelectorAll(s)); };
+  ready.catch(function () {}).then(scrolled).then(function () { setTimeout(function () {
     var report = {
       mathjax: !!(window.MathJax && MathJax.startup),
       math: all(".math").length,
       untypeset: all(".math").filter(function (e) { return !e.querySelector("mjx-container"); }).length,
       texErrors: all("mjx-merror").map(function (e) { return e.textContent; }),
       plots: all(".plotly-graph-div").length,
-      undrawn: all(".plotly-graph-div").filter(function (d) { return !d.querySelector("svg.main-svg"); })
+      undrawn: all(".plotly-graph-div").filter(function (d) { return !drawn(d); })
                  .map(function (d) { return d.id; }),
       errors: window.__dgmErrors || [],
+      fetchedEarly: fetchedEarly,
       // content the reader cannot see whole or scroll to: clipped by an ancestor that hides its
       // overflow, or past the window's edge with no scrolling box around it
       cut: all("mjx-container[display='true'], .cell_output, table, .plotly-graph-div").filter(function (e) {
@@ -283,6 +306,15 @@ window.addEventListener("load", function () {
         }
         return r.right > window.innerWidth + 1;
       }).map(function (e) { return e.tagName.toLowerCase() + ":" + (e.textContent || "").slice(0, 40); }),
+      // display formulas wider than their column: none on a desktop (they are broken across
+      // lines); on a phone they may scroll, and then must show that they do (course-site.css)
+      wide: all("mjx-container[display='true']").filter(function (e) {
+        var inner = e.firstElementChild;
+        return inner && inner.getBoundingClientRect().width > e.getBoundingClientRect().width + 1;
+      }).map(function (e) {
+        var tex = (MathJax.startup.document.getMathItemsWithin(e)[0] || {}).math || e.textContent || "";
+        return {tex: tex.trim().slice(0, 60), cue: getComputedStyle(e).backgroundAttachment.indexOf("local") >= 0};
+      }),
       images: document.images.length,
       brokenImages: Array.prototype.slice.call(document.images)
                  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
@@ -425,13 +457,22 @@ def test_pages_render_offline_in_chromium(site):
             if report["cut"]:
                 problems.append(f"{doc} ({width} px): cut off at the window's edge: {report['cut'][:5]}")
             if width != 1280:
+                unmarked = [w["tex"] for w in report["wide"] if not w["cue"]]
+                if unmarked:
+                    problems.append(f"{doc} ({width} px): formulas scroll without the edge shadows: {unmarked[:5]}")
+                print(f"{doc} at {width} px: {len(report['wide'])} display formulas scroll sideways")
                 continue
+            if report["wide"]:
+                problems.append(f"{doc}: display formulas wider than the column at 1280 px (break them across "
+                                f"lines with aligned): {[w['tex'] for w in report['wide']]}")
             if report["math"] and not report["mathjax"]:
                 problems.append(f"{doc}: MathJax did not load")
             if report["untypeset"]:
                 problems.append(f"{doc}: {report['untypeset']} of {report['math']} math elements not typeset")
             if report["texErrors"]:
                 problems.append(f"{doc}: TeX errors {report['texErrors']}")
+            if report["fetchedEarly"]:
+                problems.append(f"{doc}: plotly.min.js fetched at load although every figure is far below")
             if report["undrawn"]:
                 problems.append(f"{doc}: plotly figures not drawn: {report['undrawn']}")
             if report["brokenImages"]:
