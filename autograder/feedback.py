@@ -41,8 +41,10 @@ CSS = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem;
        color: #1d1d1f; line-height: 1.45; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; } h3 { font-size: 1rem; }
-table { border-collapse: collapse; margin: .5rem 0; }
+table { border-collapse: collapse; margin: .5rem 0; display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+td:first-child { overflow-wrap: break-word; }
+@media (max-width: 600px) { body { padding: 0 .6rem; } th, td { padding: .2rem .35rem; } }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: .5rem;
       border-radius: 4px; margin: .3rem 0; font-size: .85rem; }
@@ -240,7 +242,8 @@ def task_table_html(results: Mapping[str, Any], submission: Mapping[str, Any]) -
             got = "graded by hand (waiting)" if score is None else f"{fmt(score)} (graded by hand)"
         else:
             got = "—" if score is None else fmt(score)
-        rows.append(f'<tr><td>{esc(t["name"])}</td><td>{esc(t.get("kind", ""))}</td>'
+        # a long task name may break after an underscore on a phone (<wbr>: nothing is copied)
+        rows.append(f'<tr><td>{esc(t["name"]).replace("_", "_<wbr>")}</td><td>{esc(t.get("kind", ""))}</td>'
                     f'<td class="num">{esc(got)}</td><td class="num">{esc(fmt(t["max_points"]))}</td></tr>')
     rows.append(f'<tr><th colspan="2">total (automatically graded tasks)</th>'
                 f'<th class="num">{esc(fmt(submission.get("total")))}</th>'

@@ -189,7 +189,7 @@ def test_grades_csv_never_leaves_a_failure_without_reason_and_guards_formulas():
 # the feedback module's allow-list, which these tests hold every page to)
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "h5", "h6", "p", "ul",
                 "li", "pre", "div", "span", "table", "tr", "th", "td", "strong", "a",
-                "em", "code", "ol", "blockquote", "hr", "br", "thead", "tbody"} | set(feedback_module._MATHML_TAGS)
+                "em", "code", "ol", "blockquote", "hr", "br", "wbr", "thead", "tbody"} | set(feedback_module._MATHML_TAGS)
 ALLOWED_ATTRIBUTES = {"class", "id", "href", "colspan", "lang", "charset", "http-equiv", "content", "name",
                       "start"} | set(feedback_module._MATHML_ATTRIBUTES)
 

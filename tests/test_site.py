@@ -485,3 +485,28 @@ def test_pages_render_offline_in_chromium(site):
         if proxy.requests:
             problems.append(f"requests left the machine: {sorted(set(proxy.requests))}")
         assert not problems, "\n".join(problems)
+
+
+def test_a_feedback_page_fits_a_phone(tmp_path):
+    """A student reads their feedback on a phone too: at 390 px (and 1280 px) nothing of the page
+    (the points table above all) is cut off at the window's edge. The page forbids every script
+    (its content-security policy); this test's copy drops the policy so the probe can run."""
+    from autograder.feedback import feedback_html
+    from test_reports import make_results, sub_of
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: the site's browser checks need it; {INSTALL_HINT}", pytrace=False)
+    results = make_results()
+    page = feedback_html(results, sub_of(results, "alice"))
+    page, policies = re.subn(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    assert policies == 1, "the feedback page lost its content-security policy"
+    (tmp_path / "feedback.html").write_text(page, encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile, serving(RecordingProxy) as proxy, \
+            serving(partial(SiteHandler, directory=str(tmp_path))) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        problems = []
+        for url, width in [(f"{base}/feedback.html", 1280), (f"{base}/__phone__/feedback.html", PHONE_WIDTH)]:
+            report = probe_report(dump_dom(url, proxy.server_address[1], profile), url)
+            if report["cut"] or report["errors"]:
+                problems.append(f"{width} px: cut off {report['cut'][:5]}, script errors {report['errors']}")
+        assert not problems, "the feedback page does not fit:\n" + "\n".join(problems)
