@@ -17,13 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import grading, notebooks, sampler
+from benchmarks import em, grading, notebooks, sampler
 from benchmarks.table import FAILED, OVER, Row, exit_status, format_table, load_average, machine_line
 
-PARTS = ("chapters", "exercises", "grading", "sampler")
-#: The budget of each part, overridable with --budget PART=VALUE (seconds; a ratio for the sampler).
+PARTS = ("chapters", "exercises", "grading", "sampler", "em")
+#: The budget of each part, overridable with --budget PART=VALUE (seconds; a ratio for the sampler and em).
 BUDGETS = {"chapters": notebooks.CHAPTER_BUDGET_S, "exercises": notebooks.SOLUTION_BUDGET_S,
-           "grading": grading.CORE_SECONDS_PER_NOTEBOOK, "sampler": sampler.OVERHEAD_BUDGET}
+           "grading": grading.CORE_SECONDS_PER_NOTEBOOK, "sampler": sampler.OVERHEAD_BUDGET, "em": em.RATIO_BUDGET}
 #: --quick: sizes small enough for a test (the notebooks cannot be shrunk; grade one tiny class).
 QUICK_GRADING_N = 2
 
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                         f"classes of {QUICK_GRADING_N} (the notebooks are executed whole)")
     p.add_argument("--budget", type=parse_budget, action="append", default=[], metavar="PART=VALUE",
                    help="override a part's budget: " + ", ".join(f"{k}={v:g}" for k, v in BUDGETS.items())
-                        + " (seconds; a ratio for the sampler); repeatable")
+                        + " (seconds; a ratio for the sampler and em); repeatable")
     p.add_argument("--root", type=Path, default=None, metavar="DIR",
                    help="the course whose chapters and solutions to execute (default: this repository)")
     return p
@@ -93,6 +93,10 @@ def run(parts: list[str], budgets: dict[str, float], root: Path, *, quick: bool 
         echo("timing the diffusion sampler")
         T, repeats = (sampler.QUICK_T, sampler.QUICK_REPEATS) if quick else (sampler.DEFAULT_T, sampler.DEFAULT_REPEATS)
         rows += sampler.sampler_rows(T, repeats, budgets["sampler"])
+    if "em" in parts:
+        echo("timing EM against scikit-learn's GaussianMixture")
+        n, repeats = (em.QUICK_N, em.QUICK_REPEATS) if quick else (em.DEFAULT_N, em.DEFAULT_REPEATS)
+        rows += em.em_rows(n, repeats, budgets["em"], echo=echo)
     return rows
 
 

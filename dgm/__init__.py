@@ -6,6 +6,7 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.distributions` — log-densities and reparameterised sampling;
 * :mod:`dgm.linear_gaussian` — the tractable latent model of Chapter 1;
 * :mod:`dgm.mixtures` — discrete-latent (mixture) models;
+* :mod:`dgm.em` — Gaussian mixtures fitted by EM, k-means, PCA and probabilistic PCA (Chapter 2);
 * :mod:`dgm.diffusion` — DDPM: schedules, forward process, posterior, sampling, losses, VLB (Chapter 7);
 * :mod:`dgm.gan` — GAN losses, optimal discriminator, f-divergences, Wasserstein (Chapter 5);
 * :mod:`dgm.nets` — small networks shared by chapters;
