@@ -134,16 +134,23 @@ def load_results(out: Path) -> dict:
     if not isinstance(subs, list) or not all(isinstance(s, dict) for s in subs) \
             or not isinstance(data.get("tasks"), list) or not isinstance(data.get("assignment"), str):
         raise GradingError(f"{path}: expected an assignment, a list of tasks and a list of submissions")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for sub in subs:
         sid = sub.get("student_id")
         if not isinstance(sid, str) or not _STUDENT_ID.fullmatch(sid):
             raise GradingError(f"{path}: student id {sid!r} cannot name a folder of nbgrader's layout "
                                "(expected letters, digits, '_', '.' and '-', at most 128, starting with a "
                                "letter or digit)")
-        if sid in seen:
+        if sid in seen.values():
             raise GradingError(f"{path}: student id {sid!r} appears twice")
-        seen.add(sid)
+        # nbgrader's layout names a folder after each id: on a case-insensitive file system
+        # (macOS, Windows) "victim" and "VICTIM" would share one, and formgrader would show one
+        # student's answer under the other's grade. The reports keep them apart; this export refuses.
+        if sid.casefold() in seen:
+            raise GradingError(f"{path}: student ids {seen[sid.casefold()]!r} and {sid!r} differ only in case; "
+                               "nbgrader's folders cannot keep them apart on every file system: rename one "
+                               "submission and grade again")
+        seen[sid.casefold()] = sid
     data, _ = clean_strings(data)
     return data
 
@@ -374,7 +381,9 @@ def _preview(text: str) -> str:
     student's, no link, no image, math as MathML; :func:`autograder.feedback.markdown_html`)."""
     from autograder.feedback import markdown_html
 
-    return ('<div class="dgm-preview" style="border-left: 4px solid #8e44ad; padding: .2rem 0 .2rem .8rem;">'
+    # tex2jax_ignore/mathjax_ignore: formgrader's own MathJax must not typeset what is left as TeX
+    # (a student's \href would become a live link on the instructor's page)
+    return ('<div class="dgm-preview tex2jax_ignore mathjax_ignore" style="border-left: 4px solid #8e44ad; padding: .2rem 0 .2rem .8rem;">'
             '<p style="font-size: .85em; color: #555;"><strong>The answer above, typeset</strong> (made at export '
             'from the same text: Markdown, and LaTeX as MathML; nothing in it runs or loads)</p>'
             + markdown_html(text) + "</div>")

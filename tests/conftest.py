@@ -106,3 +106,17 @@ def require_sandbox() -> None:
     except SandboxUnavailable as err:
         pytest.fail(f"grading needs its sandbox, which cannot run here: {err}. To install it, {INSTALL_HINT}",
                     pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def site():
+    """The built website, ``_build/html`` (``book/build.py``: incremental, unchanged chapters come
+    from the execution cache), built once per test session for every test that reads it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, str(root / "book" / "build.py")], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, f"book/build.py failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    return root / "_build" / "html"

@@ -108,7 +108,7 @@ def made_up_class() -> dict:
                                    "test_concept_two_image_elbo"}),
         make_record("Ada_Lovelace", failed={"test_kl_monte_carlo_hidden"}, written=HOSTILE),
         make_record("victim", written="mine"),
-        make_record("VICTIM", failed={"test_gaussian_kl_diag_visible"}, written="theirs",
+        make_record("victim_2", failed={"test_gaussian_kl_diag_visible"}, written="theirs",
                     status="timeout", reasons=("kl_derivation_steps ran past the 60 s limit",)),
         invalid("carol"),
     ]
@@ -200,7 +200,7 @@ def test_every_student_is_in_the_gradebook_with_our_points(exported):
     state = grades_of(course)
     ids = [s["student_id"] for s in results["submissions"]]
     assert sorted(report.students) == sorted(ids)
-    assert sorted({k[0] for k in state}) == sorted(ids)          # victim and VICTIM: two students
+    assert sorted({k[0] for k in state}) == sorted(ids)          # victim and victim_2: two students
     cells = G.task_cells(PROGRAM)
     for sub in results["submissions"]:
         sid = sub["student_id"]
@@ -402,6 +402,10 @@ def test_bad_folders_are_refused_with_what_was_expected(tmp_path, exported):
     twice["submissions"].append(copy.deepcopy(twice["submissions"][0]))
     with pytest.raises(GradingError, match="'alice' appears twice"):
         G.load_results(write_out(tmp_path / "twice", twice))
+    cased = copy.deepcopy(results)   # one folder on macOS and Windows: never two students' answers in it
+    cased["submissions"].append({**copy.deepcopy(cased["submissions"][0]), "student_id": "ALICE"})
+    with pytest.raises(GradingError, match="'alice' and 'ALICE' differ only in case"):
+        G.load_results(write_out(tmp_path / "cased", cased))
     other = copy.deepcopy(results)
     other["tasks"][0]["max_points"] = 9.0
     with pytest.raises(GradingError, match="other tasks than solutions/01-elbo"):

@@ -49,7 +49,9 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 #: what the install cell installs where the package is missing
 RELEASE_REQUIREMENT = f"dgm[coursework] @ git+{REPO_URL}@v{VERSION}"
 UI = {"jupyterlab": "lab/tree", "classic": "tree"}[LAUNCH.get("notebook_interface", "classic")]
-HOSTS = ("binder", "jupyterhub", "colab")
+#: the hosts this course's _config.yml offers (a fork may drop one; Colab opens GitHub repositories only)
+HOSTS = tuple(host for host, key in (("binder", "binderhub_url"), ("jupyterhub", "jupyterhub_url"), ("colab", "colab_url"))
+              if LAUNCH.get(key) and (host != "colab" or urlsplit(REPO_URL).netloc == "github.com"))
 
 
 def _extension():
@@ -89,7 +91,7 @@ def link_problems(host: str, url: str, path: str) -> list[str]:
                 {"repo": [REPO_URL], "branch": [BRANCH], "urlpath": [f"{UI}/{REPO_NAME}/{path}"]})
         got = (parts.scheme, parts.netloc, parts.path, query)
     else:
-        want = f"https://colab.research.google.com/github/{OWNER}/{REPO_NAME}/blob/{BRANCH}/{path}"
+        want = f"{LAUNCH['colab_url'].rstrip('/')}/github/{OWNER}/{REPO_NAME}/blob/{BRANCH}/{path}"
         got = url
         if not re.fullmatch(r"https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/.+\.ipynb", url):
             return [f"{url} is not of Colab's form .../github/<owner>/<repo>/blob/<branch>/<path>.ipynb"]
@@ -138,7 +140,10 @@ def test_the_launch_links_follow_the_one_repository_setting(tmp_path):
     the install cell follow, and nothing else names the repository."""
     from autograder import launch
 
-    fork = dict(CONFIG, repository={"url": "https://github.com/some-uni/dgm-fork", "branch": "spring"})
+    fork = dict(CONFIG, repository={"url": "https://github.com/some-uni/dgm-fork", "branch": "spring"},
+                launch_buttons={"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
+                                "colab_url": "https://colab.research.google.com",
+                                "jupyterhub_url": "https://hub.dgm-course.org"})
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(fork), encoding="utf-8")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "dgm"\nversion = "2.3.4"\n', encoding="utf-8")
     repository = launch.Repository.from_config(tmp_path)
@@ -443,14 +448,6 @@ class LaunchLinks(HTMLParser):
         found = re.search(r"\bbtn-(launch-[a-z]+-[a-z]+)\b", attrs.get("class") or "")
         if tag == "a" and found:
             self.links.append((found.group(1), attrs.get("href", "")))
-
-
-@pytest.fixture(scope="session")
-def site() -> Path:
-    """The built website (``book/build.py``, as tests/test_site.py builds it)."""
-    result = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, f"book/build.py failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    return ROOT / "_build" / "html"
 
 
 # ------------------------------------------------------------------------------------------------

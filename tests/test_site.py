@@ -1,7 +1,7 @@
 """The built website: every page is there, works offline, and publishes no solution.
 
-A session fixture runs `book/build.py` (incremental: unchanged chapters come from the execution
-cache), then the tests read `_build/html`. The last test opens every page in headless Chromium
+The session fixture `site` (tests/conftest.py) runs `book/build.py` (incremental: unchanged
+chapters come from the execution cache), then the tests read `_build/html`. The last test opens every page in headless Chromium
 (Debian's `chromium`) over a local HTTP server, with a recording proxy that every non-local
 request would reach, and checks that math is typeset, plotly figures are drawn and images load.
 """
@@ -12,7 +12,6 @@ import html
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -43,13 +42,6 @@ BROWSER_SERVICE_HOSTS = {
     "redirector.gvt1.com", "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com",
     "safebrowsingohttpgateway.googleapis.com",
 }
-
-
-@pytest.fixture(scope="session")
-def site() -> Path:
-    result = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, f"book/build.py failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    return SITE
 
 
 def page_of(document: str) -> Path:

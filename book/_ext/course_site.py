@@ -57,7 +57,9 @@ FIGURE_ID = re.compile(r"""document\.getElementById\(["']([^"']+)["']\)""")
 #: Put before a page's first figure; ``{src}`` is plotly.min.js relative to the page. Figures
 #: call ``dgmPlotly(div id, draw)``: with plotly loaded it draws at once; otherwise the figure
 #: waits, and plotly.js is requested when a waiting figure is within 800 px of the window (at
-#: once where the browser has no IntersectionObserver, or the figure's div cannot be found).
+#: once where the browser has no IntersectionObserver, or the figure's div cannot be found). Asking
+#: to print starts the fetch too (a figure not yet drawn is in the next print). A figure that
+#: throws does not stop the others; a failed fetch says so where the figures are.
 LOADER = """<script>
 window.dgmPlotly = window.dgmPlotly || (function (src) {
   var waiting = [], requested = false;
@@ -67,12 +69,23 @@ window.dgmPlotly = window.dgmPlotly || (function (src) {
     var script = document.createElement("script");
     script.src = src;
     script.async = true;
-    script.onload = function () { waiting.splice(0).forEach(function (draw) { draw(); }); };
+    script.onload = function () {
+      waiting.splice(0).forEach(function (draw) {
+        try { draw(); } catch (e) { setTimeout(function () { throw e; }); }  // one figure never stops the rest
+      });
+    };
+    script.onerror = function () {   // say so where the figures should be, rather than leave them blank
+      waiting.splice(0);
+      Array.prototype.forEach.call(document.querySelectorAll(".plotly-graph-div"), function (div) {
+        div.textContent = "This interactive figure could not load its library (" + src + ").";
+      });
+    };
     document.head.appendChild(script);
   }
   var near = ("IntersectionObserver" in window) ? new IntersectionObserver(function (entries) {
     if (entries.some(function (e) { return e.isIntersecting; })) { near.disconnect(); request(); }
   }, {rootMargin: "800px 0px"}) : null;
+  window.addEventListener("beforeprint", request);
   return function (id, draw) {
     if (window.Plotly) { draw(); return; }
     waiting.push(draw);
