@@ -148,6 +148,13 @@ if importlib.util.find_spec("dgm") is None or importlib.util.find_spec("coursewo
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install the course's package from {{source}}:\\n{{pip.stderr[-4000:]}}")
     importlib.invalidate_caches()
+    if importlib.util.find_spec("dgm") is None:   # pip fell back to a user install made after start-up
+        import site
+        site.addsitedir(site.getusersitepackages())
+        importlib.invalidate_caches()
+    if importlib.util.find_spec("dgm") is None or importlib.util.find_spec("coursework") is None:
+        raise RuntimeError("pip installed the course's package where this kernel does not look: "
+                           "restart the kernel, then run this cell again")
     print(f"Installed the course's package from {{source}}.")'''
 
 

@@ -221,9 +221,9 @@ def test_the_install_cell_does_nothing_where_the_package_is_installed(monkeypatc
 @pytest.mark.parametrize("override", [None, "folder", "git+https://example.org/fork.git@v9"])
 def test_the_install_cell_installs_the_release_where_the_package_is_missing(monkeypatch, tmp_path, override):
     real_find_spec = importlib.util.find_spec
+    calls = []   # coursework is missing until pip has run
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "coursework" else real_find_spec(name, *a))
-    calls = []
+                        lambda name, *a: None if name == "coursework" and not calls else real_find_spec(name, *a))
     monkeypatch.setattr(subprocess, "run",
                         lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 0, "", ""))
     if override is None:
@@ -238,6 +238,29 @@ def test_the_install_cell_installs_the_release_where_the_package_is_missing(monk
     printed = _run_cell(_install_source())
     assert calls == [[sys.executable, "-m", "pip", "install", want]]
     assert printed.startswith("Installed the course's package from ")
+
+
+@pytest.mark.parametrize("seen_after_adding_the_user_site", [True, False])
+def test_the_install_cell_finds_a_user_install_or_asks_for_a_restart(monkeypatch, seen_after_adding_the_user_site):
+    """pip on a read-only environment installs into the user's site-packages, which a running kernel
+    does not search if the folder did not exist at start-up: the cell adds it, and when the package
+    is still not found it says to restart the kernel instead of failing later in the set-up cell."""
+    import site
+
+    real_find_spec = importlib.util.find_spec
+    added = []
+    monkeypatch.setattr(site, "addsitedir", lambda path: added.append(path))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        real_find_spec(name, *a) if name in ("dgm", "coursework") and added and seen_after_adding_the_user_site
+        else None if name in ("dgm", "coursework") else real_find_spec(name, *a)))
+    monkeypatch.delenv("DGM_COURSE_SOURCE", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: subprocess.CompletedProcess(args, 0, "", ""))
+    if seen_after_adding_the_user_site:
+        assert _run_cell(_install_source()).startswith("Installed the course's package from ")
+    else:
+        with pytest.raises(RuntimeError, match="restart the kernel, then run this cell again"):
+            _run_cell(_install_source())
+    assert added == [site.getusersitepackages()]
 
 
 def test_the_install_cell_says_why_pip_failed(monkeypatch):
