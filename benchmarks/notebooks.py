@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
+from autograder.launch import toc_documents  # the one reader of _toc.yml (the launch buttons use it too)
 from benchmarks.table import Row, failed
 
 #: Seconds per chapter and per solution notebook, on a 2-core CPU.
@@ -28,25 +27,6 @@ CELL_TIMEOUT_S = 600
 #: The kernel's own log (a warning about its transport) kept off the progress on stderr.
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 NUMBERED_CHAPTER = re.compile(r"^book/(\d\d-[a-z0-9-]+)$")
-
-
-def toc_documents(root: Path) -> list[str]:
-    """Every document of ``root/_toc.yml`` as written there (``book/01-elbo``), root first."""
-    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text(encoding="utf-8")) or {}
-    found = [toc["root"]] if "root" in toc else []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({k: v for k, v in toc.items() if k != "root"})
-    return found
 
 
 def chapter_notebooks(root: Path) -> list[Path]:

@@ -86,6 +86,7 @@ from dgm._validate import (
     promote_float,
 )
 from dgm.distributions import mvn_log_prob
+from dgm.mixtures import _weights_and_means
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -159,16 +160,8 @@ class GaussianMixtureParams:
             Gradients flow from its fields to the inputs.
         """
         covariance_type = _check_covariance_type(covariance_type)
-        means = as_float_tensor(means, "means")
-        if means.dim() != 2:
-            raise ValueError(f"means must have shape (K, D); got shape {tuple(means.shape)}")
+        weights, means = _weights_and_means(weights, means)
         K, D = means.shape
-        weights = as_float_tensor(weights, "weights", like=means)
-        if weights.shape != (K,):
-            raise ValueError(
-                f"weights must have shape ({K},) to match means of shape ({K}, {D}); got shape {tuple(weights.shape)}"
-            )
-        check_probabilities(weights, "weights")
         covariances = as_float_tensor(covariances, "covariances", like=means)
         expected = {"spherical": (K,), "diag": (K, D), "full": (K, D, D)}[covariance_type]
         if tuple(covariances.shape) != expected:

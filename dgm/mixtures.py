@@ -34,8 +34,9 @@ from dgm.divergences import categorical_entropy
 __all__ = ["log_joint", "log_marginal", "log_posterior", "posterior", "elbo", "sample"]
 
 
-def _params(weights, means, logvars):
-    """Validate (weights (K,), means (K, D), logvars (K, D)) and return them as tensors."""
+def _weights_and_means(weights, means) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a mixture's weights (K,) (a probability vector) and means (K, D); return them as
+    tensors of one dtype (:mod:`dgm.em` validates its mixtures with this too)."""
     means = as_float_tensor(means, "means")
     if means.dim() != 2:
         raise ValueError(f"means must have shape (K, D); got shape {tuple(means.shape)}")
@@ -46,6 +47,13 @@ def _params(weights, means, logvars):
             f"weights must have shape ({K},) to match means of shape ({K}, {D}); got shape {tuple(weights.shape)}"
         )
     check_probabilities(weights, "weights")
+    return weights, means
+
+
+def _params(weights, means, logvars):
+    """Validate (weights (K,), means (K, D), logvars (K, D)) and return them as tensors."""
+    weights, means = _weights_and_means(weights, means)
+    K, D = means.shape
     logvars = as_float_tensor(logvars, "logvars", like=means)
     if logvars.shape != (K, D):
         raise ValueError(
