@@ -813,7 +813,8 @@ def ppca(x, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
     Returns:
         ``(mean, W, sigma2)``: ``(D,)``, ``(D, K)`` and a 0-dim tensor σ² — the parameters
-        ``(b, W, sigma2)`` of :mod:`dgm.linear_gaussian` with b = mean.
+        ``(b, W, sigma2)`` of :mod:`dgm.linear_gaussian` with b = mean. Raises ``ValueError`` when
+        the data lie in a K-dimensional subspace (N ≤ K + 1 points, or collinear ones): then σ² = 0.
     """
     x = _fit_data(x)
     D = x.shape[1]
@@ -822,6 +823,12 @@ def ppca(x, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     K = _latent_dim(latent_dim, D, D - 1, "below the dimension of x, so that σ² is defined")
     mean, evals, evecs = _eigen(x)
     sigma2 = evals[K:].mean()
+    # rounding leaves eigenvalues of about ε·λ_1 where the data have none
+    if not bool(sigma2 > 100 * D * torch.finfo(x.dtype).eps * evals[0]):
+        raise ValueError(
+            f"x lies in a subspace of dimension at most latent_dim={K} (the discarded eigenvalues are 0 up to "
+            f"rounding, largest {float(evals[0]):.3g}): σ² = 0 and the likelihood is unbounded; use a smaller "
+            f"latent_dim or data with variance in more than {K} directions (N={x.shape[0]} points)")
     W = evecs[:, :K] * torch.sqrt((evals[:K] - sigma2).clamp(min=0))
     return mean, W, sigma2
 

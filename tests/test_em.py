@@ -445,6 +445,19 @@ def test_ppca_matches_the_closed_form_and_sklearn():
     np.testing.assert_allclose(sigma2.item() * N / (N - 1), sk.noise_variance_, rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ppca_refuses_data_in_a_k_dimensional_subspace(dtype):
+    g = torch.Generator().manual_seed(5)
+    basis = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    flat = (torch.randn(50, 2, generator=g, dtype=torch.float64) @ basis + 3.0).to(dtype)  # rank 2 after centring
+    with pytest.raises(ValueError, match="subspace of dimension at most latent_dim=2"):
+        em.ppca(flat, 2)
+    with pytest.raises(ValueError, match="latent_dim=3"):
+        em.ppca(torch.randn(4, 6, generator=g, dtype=torch.float64).to(dtype), 3)   # N = 4 points span 3 dimensions
+    mean, W, sigma2 = em.ppca(flat, 1)   # one direction of variance is discarded: fine
+    assert float(sigma2) > 0
+
+
 def test_ppca_log_likelihood_matches_scipy_and_linear_gaussian():
     x = correlated(N=50)
     mean, W, sigma2 = em.ppca(x, 2)

@@ -1,0 +1,13 @@
+"""Mistake: loses the weights' log-odds log((1 - w)/w) in the exponent of the last step.
+
+grade_id: resp_derivation_steps
+"""
+x1, x2, a1, a2, b1, b2, v, w = resp_symbols()
+sq_a = (x1 - a1) ** 2 + (x2 - a2) ** 2
+sq_b = (x1 - b1) ** 2 + (x2 - b2) ** 2
+RESP_STEPS = [
+    resp_derivation_start(),
+    1 / (1 + (1 - w) / w * sp.exp((sq_a - sq_b) / (2 * v))),
+    1 / (1 + sp.exp(sp.expand((sq_a - sq_b) / (2 * v)))),
+]
+derivation_report(RESP_STEPS, RESP_REPORT_POINT)
