@@ -12,7 +12,7 @@ part (``--only``)         what is timed                                   budget
                           (``book/NN-*.md``), executed as the site build
                           does it (:mod:`benchmarks.notebooks`)
 ``exercises``             each solution ``solutions/<a>/<a>.ipynb``,      60 s per notebook
-                          executed as ``tests/test_exercises.py`` does
+                          executed in its own folder (as tests/test_nbval.py runs it)
 ``grading``               a synthetic class of each assignment, graded    15 s per notebook
                           with 1 and 2 workers (:mod:`benchmarks.grading`,
                           reusing :mod:`autograder.benchmark`)

@@ -3,7 +3,7 @@
 A chapter is executed the way the website build does it (``book/build.py`` through Jupyter Book):
 ``jupytext.read`` of ``book/NN-name.md``, then :class:`nbclient.NotebookClient` with a fresh
 ``python3`` kernel whose working folder is ``book/``. A solution ``solutions/<a>/<a>.ipynb`` is
-executed as ``tests/test_exercises.py`` executes it (working folder: its own). The time is the
+executed in its own working folder, as nbval runs it in ``tests/test_nbval.py``. The time is the
 wall clock of ``NotebookClient.execute()``, kernel start included. A notebook whose cell raises
 is a row that could not run.
 """

@@ -1,8 +1,9 @@
 """The book's chapters: the table of contents is sound and every chapter is a notebook with its exercise.
 
-Chapters are MyST markdown notebooks (book/<stem>.md). Executing them is the seed sweep's job
-(tests/test_sweep.py runs every page for eight seeds and checks its claims hold for each); how long
-they take is the benchmark's (`make bench`, budget 120 s per chapter), never a test's.
+Chapters are MyST markdown notebooks (book/<stem>.md). Each runs through nbval, converted with
+jupytext, in tests/test_nbval.py; the seed sweep (tests/test_sweep.py) runs every page for eight
+seeds and checks its claims hold for each; how long they take is the benchmark's (`make bench`,
+budget 120 s per chapter), never a test's.
 """
 
 from __future__ import annotations

@@ -136,31 +136,27 @@ def sweep_environment(k: int, record_file: Path) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("k", SWEEP)
 @pytest.mark.parametrize("document", notebook_pages())
-def test_chapter_claims_hold_for_every_seed_of_the_sweep(document, k, monkeypatch):
-    import jupytext
-    from nbclient import NotebookClient
+def test_chapter_claims_hold_for_every_seed_of_the_sweep(document, k):
+    """Member k of the sweep executes the chapter through nbval (tests/test_nbval.py's runner, issue 19);
+    member 0 is the page as the website runs it. A broken claim fails its cell, named the nbval way, with
+    the line of the page it comes from and the member."""
+    from test_nbval import assert_nbval_passes, chapter_notebook, myst_line, run_nbval
 
     path = source_of(document)
+    stem = path.stem
     record_file = SWEEP_DIR / Path(document).name / f"k{k}.jsonl"
     record_file.parent.mkdir(parents=True, exist_ok=True)
     record_file.unlink(missing_ok=True)
     WRITTEN.append(record_file)
     env = sweep_environment(k, record_file)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # the kernel inherits this process's environment
-    notebook = jupytext.read(path)
-    client = NotebookClient(
-        notebook,
-        timeout=600,  # per cell: a hang guard only; budgets live in `make bench`
-        kernel_name="python3",
-        resources={"metadata": {"path": str(BOOK)}},
-        allow_errors=False,
-    )
+    shown = {n: v for n, v in env.items() if n != "DGM_SWEEP_RECORD"}
+    notebook = chapter_notebook(stem)
     try:
-        client.execute()  # raises CellExecutionError, naming the cell, if a claim breaks
-    except Exception as err:  # noqa: BLE001 - re-raised with the member that broke it
-        shown = {n: v for n, v in env.items() if n != "DGM_SWEEP_RECORD"}
-        raise AssertionError(f"{path.relative_to(ROOT)} fails for sweep member {k} ({shown}):\n{err}") from None
+        result = run_nbval(notebook, env=env)
+        assert_nbval_passes(result, notebook,
+                            lambda n: f"{myst_line(stem, notebook, n)} — fails for sweep member {k} ({shown})")
+    finally:
+        notebook.unlink(missing_ok=True)
 
 
 def sweep_table(folder: Path = SWEEP_DIR, files: list[Path] | None = None) -> str:
