@@ -25,7 +25,7 @@ book: env
 	$(PY) book/build.py
 
 # System tools the tests need (bubblewrap for the grading sandbox, chromium for the site's
-# browser checks): installed with apt-get when missing; the tests fail, naming the command, without them.
+# browser checks, slurm and munge for the Slurm recipe's test): installed with apt-get when missing; the tests fail, naming the command, without them.
 system-deps:
 	bash scripts/system-deps.sh
 

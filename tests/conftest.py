@@ -93,7 +93,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 #: what to run when a system tool the tests need is missing (make test tries it first)
-INSTALL_HINT = "run `make system-deps` (Debian/Ubuntu: sudo apt-get install bubblewrap chromium)"
+INSTALL_HINT = "run `make system-deps` (Debian/Ubuntu: sudo apt-get install bubblewrap chromium slurmctld slurmd slurm-client munge)"
 
 
 def require_sandbox() -> None:

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from test_book import BOOK, ROOT, is_notebook, source_of, toc_documents
+from test_book import ROOT, is_notebook, source_of, toc_documents
 
 SWEEP = range(8)
 SWEEP_DIR = ROOT / "_build" / "sweep"
