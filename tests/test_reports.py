@@ -465,9 +465,11 @@ def test_similarity_html_shows_the_reference_text():
 
 
 def test_reference_sources_of_every_assignment():
-    assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "05-gans", "07-diffusion"}
+    assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "02-em", "05-gans",
+                                                                                 "07-diffusion"}
     expected = {
         "01-elbo": {"gaussian_kl_diag", "kl_monte_carlo", "lg_posterior", "lg_elbo", "mixture_responsibilities"},
+        "02-em": {"gmm_e_step", "m_step_spherical", "kmeans_step", "ppca_fit"},
         "05-gans": {"gan_losses", "optimal_discriminator", "jsd_from_discriminator",
                     "log_density_from_discriminator", "gradient_penalty"},
         "07-diffusion": {"q_sample_closed_form", "posterior_mean_variance", "p_sample_step", "vlb_weights",
@@ -482,6 +484,7 @@ def test_reference_sources_of_every_assignment():
     gan = reference_sources("05-gans")["gan_losses"]
     assert "def discriminator_loss(" in gan and "def generator_loss_nonsaturating(" in gan
     assert "def q_sample(" in reference_sources("07-diffusion")["q_sample_closed_form"]
+    assert "def e_step(" in reference_sources("02-em")["gmm_e_step"]
     assert reference_sources("no-such-assignment") == {}
 
 

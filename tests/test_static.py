@@ -842,13 +842,13 @@ def _notebook(assignment: str, replaced: dict[str, str] | None = None):
     return setup, sources, calls
 
 
-@pytest.mark.parametrize("assignment", ["01-elbo", "05-gans", "07-diffusion"])
+@pytest.mark.parametrize("assignment", ["01-elbo", "02-em", "05-gans", "07-diffusion"])
 def test_every_solution_answer_keeps_to_its_tasks_allow_list(assignment):
     from coursework import TASKS
 
     setup, sources, calls = _notebook(assignment)
     functions = {t: n for t, n in calls.items() if TASKS[t].kind == "function"}
-    assert len(functions) >= 5
+    assert len(functions) >= 4  # every chapter has at least four implementation tasks
     for task, name in functions.items():
         t = TASKS[task]
         assert forbidden_uses(sources, name, t.chapter.forbidden, t.allowed, setup=setup) == [], task
