@@ -541,8 +541,8 @@ def fit_em(x, init, *, covariance_type: str | None = None, n_iter: int = 100, to
 
     With ``reg_covar = 0`` EM never lowers the log-likelihood (up to rounding, ~1e-15 relative in
     float64). A variance floor ε > 0 makes the M-step's covariances Σ_k + εI, which no longer
-    maximise the ELBO exactly, so ℓ can drop by a little: on Chapter 2's 2-D set, −4e-15 per step
-    at ε = 1e-6 but −0.02 at ε = 0.5 (use ε small against the data's variances). The ELBO at each
+    maximise the ELBO exactly, so ℓ can drop: by rounding-level amounts when ε is tiny against the
+    data's variances, visibly when ε is comparable to them (keep ε small). The ELBO at each
     E-step is the log-likelihood itself, so the history below is both.
 
     EM stops after ``n_iter`` iterations, or after the first iteration t ≥ 1 whose E-step finds
