@@ -48,6 +48,7 @@ from autograder import nbgrader_config as cfg
 from autograder.course import REPO_ROOT, GradingError, assignments, source_notebook
 from autograder.judge import JudgeUnavailable
 from autograder.program import Program, ProgramError, build_program
+from autograder.reports import write_whole
 from autograder.runner import CRASHED, grade_submission, hidden_modules_for, invalid_record
 from autograder.runner import self_test as run_self_test
 from autograder.sandbox import Limits, SandboxUnavailable, check_available
@@ -372,7 +373,7 @@ def grade_folder(folder: Path, assignment: str | None = None, out: Path | None =
     if shard_t[1] > 1:
         out.mkdir(parents=True, exist_ok=True)
         path = out / "results.json"
-        path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        write_whole(path, json.dumps(results, indent=1) + "\n")  # a killed shard leaves no half file
         summary = (f"shard {shard_t[0]}/{shard_t[1]} of {assignment}: {len(records)} submission(s) in {seconds:.1f} s\n"
                    f"results: {path}\nmerge every shard's folder with `python -m autograder merge OUT DIR...`")
         return GradingRun(assignment, results, {"results": path}, seconds, summary, subs)

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import unicodedata
@@ -213,9 +214,9 @@ def write_reports(results: Mapping[str, Any], out: Path, stubs: Mapping[str, str
     paths = {"grades": out / "grades.csv", "results": out / "results.json", "summary": out / "summary.txt",
              "feedback": out / "feedback", "histograms": out / "histograms.png",
              "similarity": out / "similarity.csv", "similarity_html": out / "similarity.html"}
-    paths["grades"].write_text(grades_csv(results), encoding="utf-8", errors="replace")
-    paths["results"].write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    paths["summary"].write_text(format_summary(results) + "\n", encoding="utf-8", errors="replace")
+    write_whole(paths["grades"], grades_csv(results))
+    write_whole(paths["results"], json.dumps(results, indent=1) + "\n")
+    write_whole(paths["summary"], format_summary(results) + "\n")
     folder = paths["feedback"]
     if folder.is_symlink() or folder.is_file():
         folder.unlink()
@@ -242,6 +243,24 @@ def write_reports(results: Mapping[str, Any], out: Path, stubs: Mapping[str, str
     except Exception as err:  # noqa: BLE001 - a hint for the instructor never stops the grades
         _problem(problems, "similarity.csv and similarity.html", err)
     return paths
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary file of the same folder,
+    flushed to disk, then renamed over ``path`` (a rename within one folder is atomic, on NFS too).
+    A grader killed while writing (a cluster job past its time limit, a node going down) leaves
+    the previous file or none — never half a gradebook or half a shard's results, which a merge
+    or a spreadsheet could take for a whole one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="replace") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _problem(problems: list[str], what: str, err: BaseException) -> None:

@@ -57,6 +57,10 @@ def merge(parts: list[Path]) -> dict:
         path = Path(part) / "results.json" if Path(part).is_dir() else Path(part)
         try:
             data, _ = clean_strings(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise GradingError(f"{path} is incomplete or damaged ({err.msg} at line {err.lineno}): the shard "
+                               "did not finish writing it (killed?); grade that shard again with the same "
+                               "--seed, then merge") from err
         except (OSError, ValueError, RecursionError, MemoryError) as err:
             raise GradingError(f"cannot read shard results {path}: {type(err).__name__}: {str(err)[:300]}") from err
         if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:

@@ -327,6 +327,54 @@ def test_worker_count_is_validated(tmp_path):
         grade_folder(REPO_ROOT / SAMPLES_DIR, out=tmp_path / "out", progress=False, workers=65)
 
 
+def test_reports_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A writer killed mid-way (here: the flush to disk fails) leaves the previous file as it was
+    and no temporary file behind; a finished write replaces it."""
+    from autograder.reports import write_whole
+
+    path = tmp_path / "results.json"
+    write_whole(path, "old\n")
+    assert path.read_text() == "old\n"
+
+    def dies(fd):
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "fsync", dies)
+    with pytest.raises(OSError, match="killed"):
+        write_whole(path, "new and much longer\n")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    monkeypatch.undo()
+    write_whole(path, "new\n")
+    assert path.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_merge_names_a_shard_whose_results_are_cut_off(tmp_path):
+    """A results.json cut off in the middle (a shard killed while writing it, with an older grader,
+    or a copy that did not finish) makes the merge refuse, naming the file and what to do."""
+    from autograder.program import build_program
+    from autograder.sandbox import Limits
+    from autograder.shards import results_object
+
+    program = build_program(REPO_ROOT, ASSIGNMENT)
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"shard-{i}"
+        part.mkdir()
+        text = json.dumps(results_object(program, [], 5, (i, 2), Limits(cell_timeout=30.0, notebook_budget=100.0)))
+        (part / "results.json").write_text(text)
+        parts.append(part)
+    assert merge(parts)["submissions"] == []
+    whole = (parts[1] / "results.json").read_text()
+    (parts[1] / "results.json").write_text(whole[: len(whole) // 2])
+    with pytest.raises(GradingError, match=r"shard-1/results.json is incomplete or damaged .*grade that shard again "
+                                           r"with the same --seed"):
+        merge(parts)
+    out = tmp_path / "final"
+    assert main(["merge", str(out), *map(str, parts)]) == 2
+    assert not out.exists()
+
+
 def test_merge_refuses_shards_graded_with_other_limits(tmp_path):
     parts = []
     for i, budget in ((0, "100"), (1, "120")):

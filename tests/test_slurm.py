@@ -17,8 +17,16 @@ commands), so the test follows the guide when the guide changes, and:
 What the recipe's text is changed into, and why (everything else runs as written): the paths
 (``/shared/dgm-course`` → this repository, ``/shared/grading/01-elbo`` → a temporary folder) and the
 size of the job (``--array=0-7`` → ``0-2``: the three samples, one per shard; ``--cpus-per-task=8`` →
-``1``: the node has as few as 2 cores), the two things the guide tells a user to set. The jobs run
-as the user who runs the test (root in CI, where the recipe's ``bwrap --unshare-user`` check passes).
+``1``: the node has as few as 2 cores), the two things the guide tells a user to set.
+
+The jobs run as an ordinary user, as on a real cluster: ``sbatch`` is called as ``nobody``, so
+the tasks run as ``nobody`` too — the recipe's ``bwrap --unshare-user`` check and the grader's
+unprivileged path (a user namespace, no per-slot uids) are what runs. The job folders belong to
+that user. The course's interpreter or checkout may sit below a folder only root may enter (a
+Python under ``/root``, a clone in a ``mktemp -d`` folder); slurmd, and so every job it starts, then
+runs in a mount namespace of its own in which each such folder is covered by an empty tmpfs that
+holds only the paths the jobs need (the interpreter's prefix, the checkout), bound to the real
+ones. Nothing outside that namespace changes.
 
 Slurm missing makes the test fail, naming the install command (``make system-deps``); it never skips.
 """
@@ -35,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,9 +109,40 @@ def mem_mib() -> int:
     raise AssertionError("no MemTotal in /proc/meminfo")
 
 
+#: The ordinary user the jobs run as (no account is created: nobody exists on every Linux system).
+JOB_USER = "nobody"
+
+
+def hidden_ancestors(path: Path) -> list[Path]:
+    """The folders above ``path`` (and ``path``) that other users may not enter (no o+x)."""
+    path = Path(path).resolve()
+    return [a for a in [*reversed(path.parents), path] if not os.stat(a).st_mode & 0o001]
+
+
+def namespace_script(paths: list[Path]) -> str:
+    """Shell commands (run as root in a new mount namespace) after which every path in ``paths`` is
+    reachable by any user: each topmost folder that others may not enter is covered by a tmpfs
+    (mode 755) into which the needed paths are bound from their real place."""
+    covers: dict[Path, list[Path]] = {}
+    for p in paths:
+        hidden = hidden_ancestors(p)
+        if hidden:
+            covers.setdefault(hidden[0], []).append(Path(p).resolve())
+    lines = ["set -euo pipefail"]
+    for k, (top, inside) in enumerate(sorted(covers.items())):
+        stage = f"/run/dgm-slurm-stage-{os.getpid()}-{k}"
+        lines += [f"mkdir -p {stage}", f"mount --bind {top} {stage}", f"mount -t tmpfs -o mode=755 tmpfs {top}"]
+        for p in sorted(inside, key=lambda q: len(q.parts)):
+            rel = p.relative_to(top)
+            lines += [f"mkdir -p {p}", f"mount --bind {stage}/{rel} {p}"] if str(rel) != "." else []
+        lines += [f"umount {stage}", f"rmdir {stage}"]
+    return "\n".join(lines)
+
+
 class Cluster:
     def __init__(self, root: Path):
         self.root = root
+        self.user = pwd.getpwnam(JOB_USER)
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.conf = root / "etc" / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
@@ -181,7 +221,12 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         (r / "etc" / "plugstack.conf").write_text("")  # not the system's /etc/slurm/plugstack.conf
         self.start("slurmctld", "slurmctld", "-D", "-i", "-f", str(self.conf))
         self.wait_for(lambda: self.run("scontrol", "ping", check=False).stdout.count("UP") >= 1, 30, "slurmctld")
-        self.start("slurmd", "slurmd", "-D", "-N", "localhost", "-f", str(self.conf))
+        # slurmd (and every job it starts) in a mount namespace where the jobs' user reaches the
+        # interpreter and the checkout (see the module docstring)
+        prepare = namespace_script([Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT])
+        log(f"slurmd's mount namespace:\n{prepare}")
+        self.start("slurmd", "unshare", "--mount", "--propagation", "private", "bash", "-c",
+                   f'{prepare}\nexec slurmd -D -N localhost -f "$SLURM_CONF"')
         self.wait_for(lambda: self.run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle", 60,
                       "slurmd to register (node idle)")
         log(f"cluster up: {self.run('sinfo').stdout.strip()}")
@@ -201,7 +246,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     def down(self) -> None:
         """Cancel every job, then stop slurmd, slurmctld and munged (each by its own process)."""
         if any(name == "slurmctld" and p.poll() is None for name, p in self.procs):
-            self.run("scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name, check=False)
+            self.run("scancel", "--full", "--user", JOB_USER, check=False)
             end = time.monotonic() + 30
             while time.monotonic() < end and self.run("squeue", "-h", "-t", "RUNNING,COMPLETING",
                                                        check=False).stdout.strip():
@@ -256,12 +301,16 @@ def missing_tools() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     missing = missing_tools()
     if missing:
         pytest.fail(f"the Slurm test needs {', '.join(missing)}, not installed. To install them, {INSTALL}",
                     pytrace=False)
-    root = Path(tmp_path_factory.mktemp("slurm"))
+    if os.geteuid() != 0:
+        pytest.fail("the Slurm test runs slurmd, which needs root (as in CI); run it as root", pytrace=False)
+    # not below pytest's own temporary folder, which only root may enter: the jobs' user works here
+    root = Path(tempfile.mkdtemp(prefix="dgm-slurm-"))
+    root.chmod(0o755)
     c = Cluster(root)
     try:
         c.up()
@@ -273,8 +322,9 @@ def cluster(tmp_path_factory):
 
 # --- the test -----------------------------------------------------------------------------------------
 
-def prepared_recipe(workdir: Path, data: Path) -> tuple[str, Path, Path, Path]:
-    """The recipe written into ``workdir`` for ``data``: (seed, grade.sbatch, merge.sbatch, submit.sh)."""
+def prepared_recipe(workdir: Path, data: Path, user: pwd.struct_passwd) -> tuple[str, Path, Path, Path]:
+    """The recipe written into ``workdir`` for ``data``, both folders given to ``user`` (who submits
+    and runs the jobs): (seed, grade.sbatch, merge.sbatch, submit.sh)."""
     grade, merge, submit = recipe_blocks()
     seed = re.search(r"^SEED=(\d+)", grade, flags=re.M)
     assert seed, "grade.sbatch in docs/grading.md sets no SEED=<digits>"
@@ -293,12 +343,18 @@ def prepared_recipe(workdir: Path, data: Path) -> tuple[str, Path, Path, Path]:
     (data / "submissions").mkdir(parents=True)
     for nb in sorted((REPO_ROOT / SAMPLES_DIR).glob("*.ipynb")):
         shutil.copyfile(nb, data / "submissions" / nb.name)
+    for folder in (workdir, data):
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
     return seed.group(1), *paths
 
 
 def submit(cluster: Cluster, workdir: Path) -> tuple[str, str]:
     """Run the guide's submit commands in ``workdir``: (array job id, merge job id)."""
-    r = cluster.run("bash", str(workdir / "submit.sh"), cwd=workdir)
+    u = cluster.user
+    r = cluster.run("setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--clear-groups", "env",
+                    f"HOME={workdir}", f"USER={u.pw_name}", f"LOGNAME={u.pw_name}", "bash", str(workdir / "submit.sh"),
+                    cwd=workdir)
     log(f"submit commands printed: {r.stdout.strip()!r} {r.stderr.strip()!r}")
     merge_msg = re.search(r"Submitted batch job (\d+)", r.stdout)
     assert merge_msg, f"no merge job id in {r.stdout!r}"
@@ -324,9 +380,10 @@ def comparable(results: dict) -> dict:
 
 
 def test_the_guides_slurm_recipe_runs_and_a_killed_shard_stops_the_merge(cluster, tmp_path):
-    # the unsharded run, same seed, same options as the recipe's (one worker per shard there)
-    data = tmp_path / "ok"
-    seed, *_ = prepared_recipe(tmp_path / "ok-job", data)
+    # the unsharded run (by the test's user), same seed, same options as the recipe's
+    jobs = cluster.root / "jobs"
+    data = jobs / "ok"
+    seed, *_ = prepared_recipe(jobs / "ok-job", data, cluster.user)
     whole = tmp_path / "whole"
     start = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "autograder", "grade", str(data / "submissions"), "--assignment",
@@ -338,13 +395,17 @@ def test_the_guides_slurm_recipe_runs_and_a_killed_shard_stops_the_merge(cluster
 
     # 1. the recipe as written: array + merge, both succeed, the merge equals the unsharded run
     start = time.monotonic()
-    array, merge_id = submit(cluster, tmp_path / "ok-job")
+    array, merge_id = submit(cluster, jobs / "ok-job")
     tasks = cluster.wait_done(array, JOB_TIMEOUT)
     merge_task = cluster.wait_done(merge_id, JOB_TIMEOUT)[0]
     cluster_s = time.monotonic() - start
-    show_logs(tmp_path / "ok-job" / "logs")
+    show_logs(jobs / "ok-job" / "logs")
     assert [t["JobState"] for t in tasks] == ["COMPLETED"] * SHARDS, cluster.states(array)
     assert merge_task["JobState"] == "COMPLETED", cluster.states(merge_id)
+    # they ran as the ordinary user: Slurm says so, and so do the files they wrote
+    assert {t["UserId"].split("(")[0] for t in [*tasks, merge_task]} == {JOB_USER}, cluster.states(array)
+    written = [data / "out" / f"shard-{i}" / "results.json" for i in range(SHARDS)] + [data / "out" / "final" / "grades.csv"]
+    assert {os.stat(p).st_uid for p in written} == {cluster.user.pw_uid}
     log(f"cluster run (submit to merged): {cluster_s:.1f} s; unsharded: {unsharded_s:.1f} s")
     final = data / "out" / "final"
     assert (final / "grades.csv").read_text() == (whole / "grades.csv").read_text()
@@ -357,9 +418,9 @@ def test_the_guides_slurm_recipe_runs_and_a_killed_shard_stops_the_merge(cluster
 
     # 2. again, and kill one array task while it runs: the merge must never start, and merging by
     # hand what finished must refuse and write nothing
-    data = tmp_path / "killed"
-    prepared_recipe(tmp_path / "killed-job", data)
-    array, merge_id = submit(cluster, tmp_path / "killed-job")
+    data = jobs / "killed"
+    prepared_recipe(jobs / "killed-job", data, cluster.user)
+    array, merge_id = submit(cluster, jobs / "killed-job")
     victim = f"{array}_1"
     end = time.monotonic() + JOB_TIMEOUT
     while not any(t.get("ArrayTaskId") == "1" and t["JobState"] == "RUNNING" for t in cluster.tasks(array)):
@@ -378,10 +439,10 @@ def test_the_guides_slurm_recipe_runs_and_a_killed_shard_stops_the_merge(cluster
         cluster.states(merge_id)
     cluster.run("scancel", merge_id)
     log(f"merge job cancelled by the test: {cluster.states(merge_id)}")
-    show_logs(tmp_path / "killed-job" / "logs")
+    show_logs(jobs / "killed-job" / "logs")
     assert sorted(p.name for p in (data / "out").iterdir()) == ["shard-0", "shard-2"]
     # what an instructor does next by hand: the merge script's command on what is there
-    r = subprocess.run(["bash", str(tmp_path / "killed-job" / "merge.sbatch")], capture_output=True, text=True,
+    r = subprocess.run(["bash", str(jobs / "killed-job" / "merge.sbatch")], capture_output=True, text=True,
                        env=cluster.env, timeout=300)
     log(f"merge by hand: exit {r.returncode}; stdout {r.stdout.strip()!r}; stderr {r.stderr.strip()!r}")
     assert r.returncode != 0
