@@ -7,8 +7,10 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.linear_gaussian` — the tractable latent model of Chapter 1;
 * :mod:`dgm.mixtures` — discrete-latent (mixture) models;
 * :mod:`dgm.em` — Gaussian mixtures fitted by EM, k-means, PCA and probabilistic PCA (Chapter 2);
+* :mod:`dgm.flows` — normalizing flows (coupling, RealNVP, MAF, IAF) and MADE (Chapter 4);
 * :mod:`dgm.diffusion` — DDPM: schedules, forward process, posterior, sampling, losses, VLB (Chapter 7);
 * :mod:`dgm.gan` — GAN losses, optimal discriminator, f-divergences, Wasserstein (Chapter 5);
+* :mod:`dgm.ssl` — SimSiam's linear model: objective, gradient flows, collapse, effective rank (Chapter 8);
 * :mod:`dgm.nets` — small networks shared by chapters;
 * :mod:`dgm.classifiers` — logistic regression and naive Bayes (Chapter 1);
 * :mod:`dgm.data` — datasets that ship with packages, and MNIST from a local path;
