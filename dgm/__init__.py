@@ -7,6 +7,8 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.linear_gaussian` — the tractable latent model of Chapter 1;
 * :mod:`dgm.mixtures` — discrete-latent (mixture) models;
 * :mod:`dgm.em` — Gaussian mixtures fitted by EM, k-means, PCA and probabilistic PCA (Chapter 2);
+* :mod:`dgm.vae` — variational autoencoders: ELBO, IWAE, reparameterisation, discrete-latent gradient
+  estimators, amortised and per-datapoint inference (Chapter 3);
 * :mod:`dgm.flows` — normalizing flows (coupling, RealNVP, MAF, IAF) and MADE (Chapter 4);
 * :mod:`dgm.diffusion` — DDPM: schedules, forward process, posterior, sampling, losses, VLB (Chapter 7);
 * :mod:`dgm.gan` — GAN losses, optimal discriminator, f-divergences, Wasserstein (Chapter 5);
