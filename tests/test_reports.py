@@ -466,7 +466,7 @@ def test_similarity_html_shows_the_reference_text():
 
 def test_reference_sources_of_every_assignment():
     assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "02-em", "05-gans",
-                                                                                 "07-diffusion"}
+                                                                                 "07-diffusion", "08-simsiam"}
     expected = {
         "01-elbo": {"gaussian_kl_diag", "kl_monte_carlo", "lg_posterior", "lg_elbo", "mixture_responsibilities"},
         "02-em": {"gmm_e_step", "m_step_spherical", "kmeans_step", "ppca_fit"},
@@ -474,6 +474,7 @@ def test_reference_sources_of_every_assignment():
                     "log_density_from_discriminator", "gradient_penalty"},
         "07-diffusion": {"q_sample_closed_form", "posterior_mean_variance", "p_sample_step", "vlb_weights",
                          "optimal_eps"},
+        "08-simsiam": {"simsiam_objective", "stopgrad_flow", "hessian_no_stopgrad", "effective_rank"},
     }
     for assignment, tasks in expected.items():
         sources = reference_sources(assignment)
@@ -485,6 +486,7 @@ def test_reference_sources_of_every_assignment():
     assert "def discriminator_loss(" in gan and "def generator_loss_nonsaturating(" in gan
     assert "def q_sample(" in reference_sources("07-diffusion")["q_sample_closed_form"]
     assert "def e_step(" in reference_sources("02-em")["gmm_e_step"]
+    assert "def hessian_operator(" in reference_sources("08-simsiam")["hessian_no_stopgrad"]
     assert reference_sources("no-such-assignment") == {}
 
 
