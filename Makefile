@@ -39,7 +39,7 @@ test-fast: env
 
 # Time every budget on this machine — each chapter (120 s), each solution notebook (60 s), grading
 # (4 core-seconds per notebook: 15 a minute on 1 worker, 30 on 2; at most half stock nbgrader's time),
-# the diffusion sampler's overhead (2x), EM against scikit-learn, the flows' log-det and MAF/IAF passes, VAE training throughput — and print one table
+# the diffusion sampler's overhead (2x), EM against scikit-learn, the flows' log-det and MAF/IAF passes, VAE training throughput, MCMC effective samples per second — and print one table
 # (several minutes). Exit 1 when a budget is broken. The tests assert no timing; this does.
 bench: env
 	$(PY) -m benchmarks

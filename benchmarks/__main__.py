@@ -17,14 +17,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import em, flows, grading, notebooks, sampler, vae
+from benchmarks import em, flows, grading, mcmc, notebooks, sampler, vae
 from benchmarks.table import FAILED, OVER, Row, exit_status, format_table, load_average, machine_line
 
-PARTS = ("chapters", "exercises", "grading", "sampler", "em", "flows", "vae")
-#: The budget of each part, overridable with --budget PART=VALUE (seconds — for vae, per 100 000 training examples; a ratio for the sampler, em and flows).
+PARTS = ("chapters", "exercises", "grading", "sampler", "em", "flows", "vae", "mcmc")
+#: The budget of each part, overridable with --budget PART=VALUE (seconds — for vae, per 100 000 training examples; a ratio for the sampler, em and flows; for mcmc, one chain's ESS/s in % of 10 000 chains').
 BUDGETS = {"chapters": notebooks.CHAPTER_BUDGET_S, "exercises": notebooks.SOLUTION_BUDGET_S,
            "grading": grading.CORE_SECONDS_PER_NOTEBOOK, "sampler": sampler.OVERHEAD_BUDGET, "em": em.RATIO_BUDGET,
-           "flows": flows.LOG_DET_RATIO_BUDGET, "vae": vae.SECONDS_PER_100K_BUDGET}
+           "flows": flows.LOG_DET_RATIO_BUDGET, "vae": vae.SECONDS_PER_100K_BUDGET,
+           "mcmc": 100 / mcmc.SPEEDUP_BUDGET}
 #: --quick: sizes small enough for a test (the notebooks cannot be shrunk; grade one tiny class).
 QUICK_GRADING_N = 2
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                         f"classes of {QUICK_GRADING_N} (the notebooks are executed whole)")
     p.add_argument("--budget", type=parse_budget, action="append", default=[], metavar="PART=VALUE",
                    help="override a part's budget: " + ", ".join(f"{k}={v:g}" for k, v in BUDGETS.items())
-                        + " (seconds — for vae, per 100 000 training examples; a ratio for the sampler, em and flows); repeatable")
+                        + " (seconds — for vae, per 100 000 training examples; a ratio for the sampler, em and flows; for mcmc, one chain's ESS/s in % of 10 000 chains'); repeatable")
     p.add_argument("--root", type=Path, default=None, metavar="DIR",
                    help="the course whose chapters and solutions to execute (default: this repository)")
     return p
@@ -104,6 +105,9 @@ def run(parts: list[str], budgets: dict[str, float], root: Path, *, quick: bool 
     if "vae" in parts:
         echo("timing VAE training on the digits; its held-out ELBO and IWAE-5000")
         rows += vae.vae_rows(quick, echo, budget=budgets["vae"])
+    if "mcmc" in parts:
+        echo("timing MH, MALA, ULA and Gibbs: effective samples per second, 1 to 10 000 chains at once")
+        rows += mcmc.mcmc_rows(quick, echo, budget=budgets["mcmc"])
     return rows
 
 

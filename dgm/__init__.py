@@ -10,6 +10,9 @@ One module per model family, functions named after the math, shapes in every doc
 * :mod:`dgm.vae` — variational autoencoders: ELBO, IWAE, reparameterisation, discrete-latent gradient
   estimators, amortised and per-datapoint inference (Chapter 3);
 * :mod:`dgm.flows` — normalizing flows (coupling, RealNVP, MAF, IAF) and MADE (Chapter 4);
+* :mod:`dgm.sampling` — inverse CDF, rejection, importance sampling, Markov chains, MH, Gibbs, Langevin, MALA,
+  ESS (Chapter 6);
+* :mod:`dgm.score` — energy-based models, contrastive divergence, score matching, annealed Langevin (Chapter 6);
 * :mod:`dgm.diffusion` — DDPM: schedules, forward process, posterior, sampling, losses, VLB (Chapter 7);
 * :mod:`dgm.gan` — GAN losses, optimal discriminator, f-divergences, Wasserstein (Chapter 5);
 * :mod:`dgm.ssl` — SimSiam's linear model: objective, gradient flows, collapse, effective rank (Chapter 8);

@@ -384,5 +384,5 @@ def test_bench_rejects_bad_options(argv, capsys):
 def test_bench_parses_parts_and_budgets():
     assert bench.parse_parts("sampler, chapters") == ["chapters", "sampler"]
     assert bench.parse_budget("grading=7.5") == ("grading", 7.5)
-    assert set(bench.BUDGETS) == set(bench.PARTS) == {"chapters", "exercises", "grading", "sampler", "em", "flows", "vae"}
-    assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 4.0, "sampler": 2.0, "em": 1 / 3, "flows": 0.1, "vae": 10.0}
+    assert set(bench.BUDGETS) == set(bench.PARTS) == {"chapters", "exercises", "grading", "sampler", "em", "flows", "vae", "mcmc"}
+    assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 4.0, "sampler": 2.0, "em": 1 / 3, "flows": 0.1, "vae": 10.0, "mcmc": 5.0}
