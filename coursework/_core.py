@@ -230,6 +230,30 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
     return outcome.value, (outcome.grads if outcome.differentiable else None)
 
 
+def as_f64(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors detached and in float64: a reference's inputs, whatever the student's dtype."""
+    return [t.detach().to(torch.float64) for t in tensors]
+
+
+def cast_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float64 reference value (or a hint) detached and cast to the dtype the answer must return."""
+    return t.detach().to(dtype)
+
+
+def nth_output(ref: Callable, i: int) -> Callable:
+    """Item ``i`` of ``ref``'s tuple, as a function of the same arguments (the gradient probe weighs the
+    reference's first output by shape, so a tuple-valued reference is probed one output at a time)."""
+    return lambda *args: ref(*args)[i]
+
+
+def expect_tuple(ctx: Ctx, out: Any, n: int, where: str, names: str) -> tuple:
+    """``out`` must be a tuple of ``n`` items (``names`` says which, for the message)."""
+    if not isinstance(out, tuple) or len(out) != n:
+        ctx.fail(f"{where}: return a tuple of {n} tensors ({names}), got {type_name(out)}"
+                 + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+    return out
+
+
 def describe(t: torch.Tensor) -> str:
     return f"shape {tuple(t.shape)}, dtype {str(t.dtype).replace('torch.', '')}"
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from coursework.registry import Chapter, check  # noqa: F401 - check: the notebook's import
 from coursework._core import Ctx, call, expect_derivation, expect_same_gradients, expect_tensor, type_name
+from coursework._core import nth_output as _nth, as_f64 as _f64, cast_like as _like, expect_tuple as _expect_tuple
 
 #: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch02 import ...``)
 __all__ = ["check", "derivation_report", "resp_symbols", "resp_derivation_start", "RESP_REPORT_POINT"]
@@ -87,26 +88,6 @@ def ref_ppca(x, latent_dim):
     sigma2 = evals[latent_dim:].mean()
     W = evecs[:, :latent_dim] * torch.sqrt(evals[:latent_dim] - sigma2)
     return mean, W, sigma2
-
-
-def _nth(ref: Callable, i: int) -> Callable:
-    """Item ``i`` of ``ref``'s tuple (the gradient probe weighs the reference's first output by shape)."""
-    return lambda *args: ref(*args)[i]
-
-
-def _f64(*tensors):
-    return [t.detach().to(torch.float64) for t in tensors]
-
-
-def _like(t: torch.Tensor, dtype) -> torch.Tensor:
-    return t.detach().to(dtype)
-
-
-def _expect_tuple(ctx: Ctx, out: Any, n: int, where: str, names: str) -> tuple:
-    if not isinstance(out, tuple) or len(out) != n:
-        ctx.fail(f"{where}: return a tuple of {n} tensors ({names}), got {type_name(out)}"
-                 + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
-    return out
 
 
 # --------------------------------------------------------------------------------------------

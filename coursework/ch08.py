@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from coursework.registry import Chapter, check  # noqa: F401 - check: the notebook's import
-from coursework._core import Ctx, call, expect_derivation, expect_same_gradients, expect_tensor, type_name
+from coursework._core import Ctx, call, expect_derivation, expect_same_gradients, expect_tensor
+from coursework._core import nth_output as _nth, as_f64 as _f64, cast_like as _like, expect_tuple as _expect_tuple
 
 #: what the exercise notebook imports in its set-up cell (one line: ``from coursework.ch08 import ...``)
 __all__ = ["check", "derivation_report", "hess_symbols", "hess_derivation_start", "HESS_REPORT_POINT"]
@@ -73,26 +74,6 @@ def ref_effective_rank(Z):
     p = s / s.sum()
     safe = torch.where(p > 0, p, torch.ones_like(p))
     return torch.exp(-(p * torch.log(safe)).sum())
-
-
-def _nth(ref: Callable, i: int) -> Callable:
-    """Item ``i`` of ``ref``'s tuple (the gradient probe weighs the reference's first output by shape)."""
-    return lambda *args: ref(*args)[i]
-
-
-def _f64(*tensors):
-    return [t.detach().to(torch.float64) for t in tensors]
-
-
-def _like(t: torch.Tensor, dtype) -> torch.Tensor:
-    return t.detach().to(dtype)
-
-
-def _expect_tuple(ctx: Ctx, out: Any, n: int, where: str, names: str) -> tuple:
-    if not isinstance(out, tuple) or len(out) != n:
-        ctx.fail(f"{where}: return a tuple of {n} tensors ({names}), got {type_name(out)}"
-                 + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -269,3 +269,35 @@ def diagonal_gaussian_args(x, mean, logvar) -> tuple[torch.Tensor, torch.Tensor,
     if not bool(torch.isfinite(logvar).all()):
         raise ValueError("logvar must be finite (it is a log-variance); it contains NaN or infinity")
     return x, mean, logvar
+
+
+def check_generator(generator: Any, device: torch.device | str | None = None) -> torch.Generator | None:
+    """``generator`` itself if it is ``None`` or a ``torch.Generator`` (on ``device``'s type when a device is given);
+    else TypeError/ValueError naming the argument, what was expected and what was given."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+    if device is not None and generator.device.type != torch.device(device).type:
+        raise ValueError(f"generator must be on the device of the states ({device}); got one on {generator.device}")
+    return generator
+
+
+def check_callable(fn: Any, name: str, signature: str) -> None:
+    """TypeError naming ``name`` and the expected ``signature`` unless ``fn`` is callable."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be a callable {signature}; got {type(fn).__name__}")
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is exactly True or False (not 0/1, not a tensor); else TypeError naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """``dtype`` if it is a floating torch dtype; else TypeError naming ``name``."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"{name} must be a floating torch dtype such as torch.float32; got {dtype!r}")
+    return dtype

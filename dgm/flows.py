@@ -1,12 +1,13 @@
 r"""Normalizing flows and autoregressive models (Chapter 4).
 
-**Change of variables.** A flow is an invertible map x = f(z) from a base variable z ~ p_Z, here
-N(0, I_D), to the data. Its density follows from the change of variables, in 1-D
-p_X(x) = p_Z(f⁻¹(x)) |d f⁻¹(x)/dx| and in D dimensions
+**Change of variables.** A flow is an invertible map z = f(x) from the data to a base variable
+z ~ p_Z, here N(0, I_D) (the book's convention: f goes from data to latent; samples are
+x = f⁻¹(z)). Its density follows from the change of variables, in 1-D p_X(x) = p_Z(f(x)) |f'(x)|
+and in D dimensions
 
 .. math::
-    \log p_X(x) = \log p_Z\big(f^{-1}(x)\big) + \log\Big|\det \frac{\partial f^{-1}(x)}{\partial x}\Big|
-    = \log p_Z(z) - \log\Big|\det \frac{\partial f(z)}{\partial z}\Big|_{z = f^{-1}(x)} .
+    \log p_X(x) = \log p_Z\big(f(x)\big) + \log\Big|\det \frac{\partial f(x)}{\partial x}\Big|
+    = \log p_Z(z) - \log\Big|\det \frac{\partial f^{-1}(z)}{\partial z}\Big|_{z = f(x)} .
 
 For a composition f = f_1 ∘ ⋯ ∘ f_K the log-determinants add (the Jacobian is a product). Examples:
 X = exp(Y), Y ~ N(μ, σ²) is log-normal, p_X(x) = N(ln x; μ, σ²)/x (:func:`lognormal_log_prob`);
@@ -83,6 +84,8 @@ from torch import nn
 
 from dgm._validate import (
     as_float_tensor,
+    check_float_dtype,
+    check_generator,
     check_int,
     check_last_dim,
     check_min_ndim,
@@ -136,21 +139,9 @@ _LOG_2PI = math.log(2 * math.pi)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_dtype(dtype) -> torch.dtype:
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
-    return dtype
-
-
-def _check_generator(generator) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-    return generator
-
-
 def _check_init_generator(generator) -> torch.Generator | None:
     """Initial weights are drawn on the CPU (then moved), so their generator must live there."""
-    generator = _check_generator(generator)
+    generator = check_generator(generator)
     if generator is not None and generator.device.type != "cpu":
         raise ValueError(f"generator must live on the CPU (initial weights are drawn there, then moved); "
                          f"got one on {generator.device}")
@@ -344,7 +335,7 @@ class AffineCoupling(FlowLayer):
         passive = _coupling_mask(mask, self.dim)
         self.max_log_scale = _check_max_log_scale(max_log_scale)
         _check_init_generator(generator)
-        _check_dtype(dtype)
+        check_float_dtype(dtype)
         self.register_buffer("passive", torch.nonzero(passive).flatten().to(device))
         self.register_buffer("active", torch.nonzero(~passive).flatten().to(device))
         self.n_active = int((~passive).sum())
@@ -440,7 +431,7 @@ def random_rotation(dim: int, generator: torch.Generator | None = None, *, dtype
     """
     dim = check_int(dim, "dim", low=1)
     _check_init_generator(generator)
-    _check_dtype(dtype)
+    check_float_dtype(dtype)
     a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r))
@@ -498,7 +489,7 @@ class LULinear(FlowLayer):
         super().__init__()
         self.dim = check_int(dim, "dim", low=1)
         _check_init_generator(generator)
-        _check_dtype(dtype)
+        check_float_dtype(dtype)
         p, lower, upper = torch.linalg.lu(random_rotation(self.dim, generator, dtype=torch.float64))
         diag = torch.diagonal(upper)
         self.register_buffer("permutation", p.to(dtype=dtype, device=device))
@@ -614,7 +605,7 @@ class MaskedLinear(nn.Module):
         self.in_features = check_int(in_features, "in_features", low=1)
         self.out_features = check_int(out_features, "out_features", low=1)
         _check_init_generator(generator)
-        _check_dtype(dtype)
+        check_float_dtype(dtype)
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(self.out_features, dtype=dtype))
         _uniform_init_(self.weight, self.bias, self.in_features, generator)
@@ -666,7 +657,7 @@ class MADE(nn.Module):
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
         _check_init_generator(generator)
-        _check_dtype(dtype)
+        check_float_dtype(dtype)
         self.hidden_sizes = [hidden] * depth
         order = torch.arange(self.dim) if order is None else _check_order(order, self.dim)
         self.register_buffer("order", order.clone())
@@ -745,7 +736,7 @@ class MADE(nn.Module):
         """
         self._require("sample")
         n = check_int(n, "n", low=1)
-        _check_generator(generator)
+        check_generator(generator)
         dtype, device = _model_dtype_device(self)
         with torch.no_grad():
             u = _noise("uniform" if self.n_outputs_per_dim == 1 else "normal", n, self.dim, generator, dtype, device)
@@ -922,7 +913,7 @@ class Flow(nn.Module):
             ``(n, D)`` samples and ``(n,)`` log-densities, in the model's dtype and on its device.
         """
         n = check_int(n, "n", low=1)
-        _check_generator(generator)
+        check_generator(generator)
         dtype, device = _model_dtype_device(self)
         z = _noise("normal", n, self.dim, generator, dtype, device)
         x, log_det = self.inverse(z)
@@ -1228,6 +1219,10 @@ def lognormal_log_prob(x, mu, sigma) -> torch.Tensor:
     return torch.where(positive, value, torch.full_like(value, -math.inf))
 
 
+#: the dtype a Python number or list becomes (float64, its own precision); tensors keep theirs
+_PYTHON_FLOAT = torch.empty(0, dtype=torch.float64)
+
+
 def rescaled_log_prob(log_prob_y, scale: float, dim: int) -> torch.Tensor:
     r"""log p_X(x) from log p_Y(y) for y = a·x + b in D dimensions: log p_X(x) = log p_Y(y) + D log|a|.
 
@@ -1241,7 +1236,7 @@ def rescaled_log_prob(log_prob_y, scale: float, dim: int) -> torch.Tensor:
     Returns:
         ``(...)`` log-densities of the original data.
     """
-    log_prob_y = as_float_tensor(log_prob_y, "log_prob_y")
+    log_prob_y = as_float_tensor(log_prob_y, "log_prob_y", like=_PYTHON_FLOAT)  # numbers stay double precision
     scale = check_number(scale, "scale")
     if scale == 0:
         raise ValueError("scale must be a non-zero number (y = a·x + b with a = 0 is not invertible); got 0.0")
@@ -1258,7 +1253,7 @@ def bits_per_dim(log_prob_nats, dim: int) -> torch.Tensor:
     Returns:
         ``(...)`` bits per dimension.
     """
-    log_prob_nats = as_float_tensor(log_prob_nats, "log_prob_nats")
+    log_prob_nats = as_float_tensor(log_prob_nats, "log_prob_nats", like=_PYTHON_FLOAT)
     dim = check_int(dim, "dim", low=1)
     return -log_prob_nats / (dim * math.log(2))
 
@@ -1286,7 +1281,7 @@ def dequantize(x, generator: torch.Generator | None = None) -> torch.Tensor:
     x = as_float_tensor(x, "x")
     if not bool(torch.isfinite(x).all()) or not bool((x == torch.round(x)).all()):
         raise ValueError("x must hold integers (dequantisation spreads each integer over its unit cell)")
-    _check_generator(generator)
+    check_generator(generator)
     y = x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     # x + u can round up to x + 1 (u within half a spacing of 1): keep y in its cell [x, x + 1)
     top = x + 1
@@ -1354,8 +1349,8 @@ def checkerboard(n: int, generator: torch.Generator | None = None, *, dtype=torc
         ``(n, 2)`` points.
     """
     n = check_int(n, "n", low=1)
-    _check_generator(generator)
-    _check_dtype(dtype)
+    check_generator(generator)
+    check_float_dtype(dtype)
     device = torch.device(device) if device is not None else (generator.device if generator is not None
                                                               else torch.device("cpu"))
     square = torch.randint(8, (n,), generator=generator, device=device)

@@ -62,6 +62,9 @@ import torch
 
 from dgm._validate import (
     as_float_tensor,
+    check_bool,
+    check_callable,
+    check_generator,
     check_int,
     check_number,
     check_probabilities,
@@ -157,26 +160,6 @@ class Proposal(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 
-def _check_callable(fn, name: str, signature: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be a callable {signature}; got {type(fn).__name__}")
-
-
-def _check_generator(generator, device: torch.device) -> None:
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-    if generator.device.type != torch.device(device).type:
-        raise ValueError(f"generator must be on the device of the states ({device}); got one on {generator.device}")
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return value
-
-
 def _states(x0, name: str = "x0") -> torch.Tensor:
     x = as_float_tensor(x0, name)
     if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
@@ -211,7 +194,7 @@ def _schedule(steps, burn_in, thin, trajectory):
     burn_in = check_int(burn_in, "burn_in", low=0, high=steps - 1,
                         expected=f"an integer in [0, steps - 1] = [0, {steps - 1}]")
     thin = check_int(thin, "thin", low=1)
-    trajectory = _check_bool(trajectory, "trajectory")
+    trajectory = check_bool(trajectory, "trajectory")
     if trajectory and _kept(steps, burn_in, thin) < 1:
         raise ValueError(f"no state would be kept: (steps - burn_in) // thin = ({steps} - {burn_in}) // {thin} = 0")
     return steps, burn_in, thin, trajectory
@@ -277,13 +260,13 @@ def inverse_cdf_sample(icdf: Callable[[torch.Tensor], torch.Tensor], n: int, gen
     Returns:
         ``(n, ...)``: icdf(U).
     """
-    _check_callable(icdf, "icdf", "u -> F^-1(u)")
+    check_callable(icdf, "icdf", "u -> F^-1(u)")
     n = check_int(n, "n", low=1)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch dtype; got {dtype!r}")
     device = torch.device(device) if device is not None else (generator.device if isinstance(generator, torch.Generator)
                                                              else torch.device("cpu"))
-    _check_generator(generator, device)
+    check_generator(generator, device)
     u = _uniform_open((n,), dtype=dtype, device=device, generator=generator)
     x = icdf(u)
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != n:
@@ -343,13 +326,13 @@ def rejection_sample(log_target: LogDensity, proposal_sample, proposal_log_prob:
         :class:`RejectionResult` ``(samples (n, ...), acceptance_rate (), n_proposed,
         envelope_violation ())``.
     """
-    _check_callable(log_target, "log_target", "x -> log p~(x)")
-    _check_callable(proposal_sample, "proposal_sample", "(m, generator) -> m draws from q")
-    _check_callable(proposal_log_prob, "proposal_log_prob", "x -> log q(x)")
+    check_callable(log_target, "log_target", "x -> log p~(x)")
+    check_callable(proposal_sample, "proposal_sample", "(m, generator) -> m draws from q")
+    check_callable(proposal_log_prob, "proposal_log_prob", "x -> log q(x)")
     log_M = check_number(log_M, "log_M")
     n = check_int(n, "n", low=1)
     max_rounds = check_int(max_rounds, "max_rounds", low=1)
-    warn = _check_bool(warn, "warn")
+    warn = check_bool(warn, "warn")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     kept: list[torch.Tensor] = []
@@ -359,7 +342,7 @@ def rejection_sample(log_target: LogDensity, proposal_sample, proposal_log_prob:
         need = n - n_kept
         m = min(_MAX_ROUND, int(math.ceil(1.1 * need / max(min(rate, 1.0), 1.0 / _MAX_ROUND))) + 16)
         x = _proposals(proposal_sample, m, generator)
-        _check_generator(generator, x.device)
+        check_generator(generator, x.device)
         with torch.no_grad():
             log_ratio = _log_values(log_target, x, "log_target", m) - log_M - _log_values(
                 proposal_log_prob, x, "proposal_log_prob", m)
@@ -416,12 +399,12 @@ def importance_estimate(f: Callable[[torch.Tensor], torch.Tensor], log_target: L
         :class:`ImportanceResult` ``(estimate, standard_error, ess)``, the first two of the shape of
         one f value.
     """
-    _check_callable(f, "f", "x -> f(x)")
-    _check_callable(log_target, "log_target", "x -> log p(x)")
-    _check_callable(proposal_sample, "proposal_sample", "(n, generator) -> n draws from q")
-    _check_callable(proposal_log_prob, "proposal_log_prob", "x -> log q(x)")
+    check_callable(f, "f", "x -> f(x)")
+    check_callable(log_target, "log_target", "x -> log p(x)")
+    check_callable(proposal_sample, "proposal_sample", "(n, generator) -> n draws from q")
+    check_callable(proposal_log_prob, "proposal_log_prob", "x -> log q(x)")
     n = check_int(n, "n", low=2)
-    self_normalised = _check_bool(self_normalised, "self_normalised")
+    self_normalised = check_bool(self_normalised, "self_normalised")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     x = _proposals(proposal_sample, n, generator)
@@ -545,7 +528,7 @@ def simulate_chain(P, x0, steps: int, generator: torch.Generator | None = None) 
     check_same_device(P=P, x0=x0)
     if x0.numel() < 1 or bool((x0 < 0).any()) or bool((x0 >= S).any()):
         raise ValueError(f"x0 must hold at least one state, each in 0..{S - 1}; got {x0.tolist()[:10]}")
-    _check_generator(generator, P.device)
+    check_generator(generator, P.device)
     cdf = P.cumsum(1)
     out = torch.empty(x0.shape[0], steps + 1, dtype=torch.int64, device=P.device)
     x = x0.long()
@@ -595,7 +578,7 @@ def langevin_proposal(score_fn: ScoreFn, step_size: float) -> Proposal:
     Returns:
         A :class:`Proposal`.
     """
-    _check_callable(score_fn, "score_fn", "x -> grad log p(x)")
+    check_callable(score_fn, "score_fn", "x -> grad log p(x)")
     eps = check_number(step_size, "step_size", low=0, closed_low=False)
 
     def mean(x):
@@ -652,10 +635,10 @@ def metropolis_hastings(log_target: LogDensity, x0, steps: int, step_size: float
     Returns:
         :class:`ChainResult` ``(samples, acceptance_rate (C,))``.
     """
-    _check_callable(log_target, "log_target", "x -> log p~(x)")
+    check_callable(log_target, "log_target", "x -> log p~(x)")
     x = _states(x0)
     steps, burn_in, thin, trajectory = _schedule(steps, burn_in, thin, trajectory)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     if proposal is None:
         sigma = check_number(step_size, "step_size", low=0, closed_low=False)
     elif not isinstance(proposal, Proposal):
@@ -719,11 +702,11 @@ def langevin(score_fn: ScoreFn, x0, steps: int, step_size: float, generator: tor
     Returns:
         :class:`ChainResult`; the acceptance rate is 1 (every move is taken).
     """
-    _check_callable(score_fn, "score_fn", "x -> grad log p(x)")
+    check_callable(score_fn, "score_fn", "x -> grad log p(x)")
     x = _states(x0)
     steps, burn_in, thin, trajectory = _schedule(steps, burn_in, thin, trajectory)
     eps = check_number(step_size, "step_size", low=0, closed_low=False)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     record = _Recorder(x, steps, burn_in, thin, trajectory)
     noise_scale = math.sqrt(eps)
     for t in range(1, steps + 1):
@@ -761,13 +744,13 @@ def mala(log_target: LogDensity, x0, steps: int, step_size: float, generator: to
     Returns:
         :class:`ChainResult` ``(samples, acceptance_rate (C,))``.
     """
-    _check_callable(log_target, "log_target", "x -> log p~(x)")
+    check_callable(log_target, "log_target", "x -> log p~(x)")
     if score_fn is not None:
-        _check_callable(score_fn, "score_fn", "x -> grad log p(x)")
+        check_callable(score_fn, "score_fn", "x -> grad log p(x)")
     x = _states(x0)
     steps, burn_in, thin, trajectory = _schedule(steps, burn_in, thin, trajectory)
     eps = check_number(step_size, "step_size", low=0, closed_low=False)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     logp, score = _score_and_log_p(log_target, score_fn, x)
     _check_start(logp)
     C = x.shape[0]
@@ -827,7 +810,7 @@ def gibbs_bivariate_gaussian(rho: float, x0, steps: int, generator: torch.Genera
     if x.shape[1] != 2:
         raise ValueError(f"x0 must have shape (C, 2) for a bivariate Gaussian; got shape {tuple(x.shape)}")
     steps, burn_in, thin, trajectory = _schedule(steps, burn_in, thin, trajectory)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     if not isinstance(mean, (tuple, list)) or len(mean) != 2:
         raise ValueError(f"mean must be a pair (mu_1, mu_2); got {mean!r}")
     if not isinstance(std, (tuple, list)) or len(std) != 2:
@@ -892,7 +875,7 @@ def ising_energy(s, J: float = 1.0, h: float = 0.0, *, periodic: bool = True) ->
     s = _spins(s)
     J = check_number(J, "J")
     h = check_number(h, "h")
-    periodic = _check_bool(periodic, "periodic")
+    periodic = check_bool(periodic, "periodic")
     C, L, _ = s.shape
     flat = torch.cat([s.reshape(C, L * L), s.new_zeros(C, 1)], dim=1)
     nb = _ising_neighbours(L, periodic, s.device)
@@ -933,11 +916,11 @@ def gibbs_ising(s0, beta: float, steps: int, generator: torch.Generator | None =
     beta = check_number(beta, "beta", low=0)
     J = check_number(J, "J")
     h = check_number(h, "h")
-    periodic = _check_bool(periodic, "periodic")
+    periodic = check_bool(periodic, "periodic")
     if scan not in ("systematic", "random"):
         raise ValueError(f"scan must be 'systematic' or 'random'; got {scan!r}")
     steps, burn_in, thin, trajectory = _schedule(steps, burn_in, thin, trajectory)
-    _check_generator(generator, s.device)
+    check_generator(generator, s.device)
     C, L, _ = s.shape
     n_sites = L * L
     nb = _ising_neighbours(L, periodic, s.device)

@@ -58,6 +58,9 @@ from tqdm import tqdm  # text bars: they render on the static pages too
 
 from dgm._validate import (
     as_float_tensor,
+    check_bool,
+    check_callable,
+    check_generator,
     check_int,
     check_last_dim,
     check_min_ndim,
@@ -69,7 +72,7 @@ from dgm._validate import (
     promote_float,
 )
 from dgm.nets import mlp
-from dgm.sampling import _check_bool, _check_callable, _check_generator, _states, langevin, mala, metropolis_hastings
+from dgm.sampling import _states, langevin, mala, metropolis_hastings
 
 __all__ = [
     "EnergyMLP",
@@ -192,7 +195,7 @@ def energy_score(energy: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[to
     Returns:
         A function ``(B, D) -> (B, D)`` (detached: no graph to the parameters).
     """
-    _check_callable(energy, "energy", "x -> E(x)")
+    check_callable(energy, "energy", "x -> E(x)")
 
     def score(x: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
@@ -221,9 +224,9 @@ def log_partition_lower_bound(log_p_tilde, q_sample, q_log_prob, n: int,
     Returns:
         ``(estimate, standard_error)``, both ``()``.
     """
-    _check_callable(log_p_tilde, "log_p_tilde", "x -> log p~(x)")
-    _check_callable(q_sample, "q_sample", "(n, generator) -> n draws from q")
-    _check_callable(q_log_prob, "q_log_prob", "x -> log q(x)")
+    check_callable(log_p_tilde, "log_p_tilde", "x -> log p~(x)")
+    check_callable(q_sample, "q_sample", "(n, generator) -> n draws from q")
+    check_callable(q_log_prob, "q_log_prob", "x -> log q(x)")
     n = check_int(n, "n", low=2)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
@@ -262,7 +265,7 @@ def contrastive_divergence_loss(energy: nn.Module, x_data, x_model) -> torch.Ten
     Returns:
         ``()`` the loss (differentiable in θ).
     """
-    _check_callable(energy, "energy", "x -> E(x)")
+    check_callable(energy, "energy", "x -> E(x)")
     x_data = _points(x_data, "x_data")
     x_model = _points(x_model, "x_model")
     check_same_device(x_data=x_data, x_model=x_model)
@@ -311,7 +314,7 @@ def model_samples(energy, x_init, steps: int, step_size: float, generator: torch
     Returns:
         ``(C, D)`` the final states.
     """
-    _check_callable(energy, "energy", "x -> E(x)")
+    check_callable(energy, "energy", "x -> E(x)")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(repr(s) for s in SAMPLERS)}; got {sampler!r}")
     step_size = check_number(step_size, "step_size", low=0, closed_low=False)
@@ -383,9 +386,9 @@ def train_ebm(energy: nn.Module, data, *, steps: int, batch_size: int = 128, lr:
     energy_reg = check_number(energy_reg, "energy_reg", low=0)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(repr(s) for s in SAMPLERS)}; got {sampler!r}")
-    persistent = _check_bool(persistent, "persistent")
-    progress = _check_bool(progress, "progress")
-    _check_generator(generator, x.device)
+    persistent = check_bool(persistent, "persistent")
+    progress = check_bool(progress, "progress")
+    check_generator(generator, x.device)
     opt = torch.optim.Adam(energy.parameters(), lr=lr)
     run = EBMRun()
     chains = x[torch.randint(x.shape[0], (batch_size,), device=x.device, generator=generator)] if persistent else None
@@ -433,7 +436,7 @@ def exact_score_matching_loss(score_fn, x, *, reduction: str = "mean") -> torch.
     Returns:
         ``()`` or ``(B,)``.
     """
-    _check_callable(score_fn, "score_fn", "x -> s(x)")
+    check_callable(score_fn, "score_fn", "x -> s(x)")
     x = _points(x)
     reduction = _reduction(reduction)
     with torch.enable_grad():
@@ -465,11 +468,11 @@ def sliced_score_matching_loss(score_fn, x, generator: torch.Generator | None = 
     Returns:
         ``()`` or ``(B,)``.
     """
-    _check_callable(score_fn, "score_fn", "x -> s(x)")
+    check_callable(score_fn, "score_fn", "x -> s(x)")
     x = _points(x)
     M = check_int(n_projections, "n_projections", low=1)
     reduction = _reduction(reduction)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     B, D = x.shape
     v = torch.randn(M, B, D, dtype=x.dtype, device=x.device, generator=generator).reshape(M * B, D)
     with torch.enable_grad():
@@ -501,7 +504,7 @@ def denoising_score_matching_loss(score_fn, x, sigma: float, generator: torch.Ge
     Returns:
         ``()`` or ``(B,)``.
     """
-    _check_callable(score_fn, "score_fn", "x -> s(x)")
+    check_callable(score_fn, "score_fn", "x -> s(x)")
     x = _points(x)
     sigma = check_number(sigma, "sigma", low=0, closed_low=False)
     reduction = _reduction(reduction)
@@ -513,7 +516,7 @@ def denoising_score_matching_loss(score_fn, x, sigma: float, generator: torch.Ge
 
 def _noise(noise, x: torch.Tensor, generator) -> torch.Tensor:
     if noise is None:
-        _check_generator(generator, x.device)
+        check_generator(generator, x.device)
         return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     noise = as_float_tensor(noise, "noise", like=x)
     check_same_device(x=x, noise=noise)
@@ -708,14 +711,14 @@ def annealed_langevin(score_fn, sigmas, steps_per_level: int, step_scale: float,
         ``(C, D)`` final states, or ``(L, C, D)`` the states after each level when ``trajectory``
         (the last row is the final state before denoising).
     """
-    _check_callable(score_fn, "score_fn", "(x, sigma) -> s(x, sigma)")
+    check_callable(score_fn, "score_fn", "(x, sigma) -> s(x, sigma)")
     x = _states(x0)
     sigmas = _sigmas(sigmas)
     T = check_int(steps_per_level, "steps_per_level", low=1)
     eps = check_number(step_scale, "step_scale", low=0, closed_low=False)
-    denoise = _check_bool(denoise, "denoise")
-    trajectory = _check_bool(trajectory, "trajectory")
-    _check_generator(generator, x.device)
+    denoise = check_bool(denoise, "denoise")
+    trajectory = check_bool(trajectory, "trajectory")
+    check_generator(generator, x.device)
     levels = [float(s) for s in sigmas]
     x = x.detach().clone()
     snapshots = []
@@ -783,10 +786,10 @@ def noise_conditional_dsm_loss(score_net, x, sigmas, generator: torch.Generator 
     Returns:
         ``()`` the batch average.
     """
-    _check_callable(score_net, "score_net", "(x, sigma) -> s(x, sigma)")
+    check_callable(score_net, "score_net", "(x, sigma) -> s(x, sigma)")
     x = _points(x)
     sigmas = _sigmas(sigmas, like=x).to(device=x.device, dtype=x.dtype)
-    _check_generator(generator, x.device)
+    check_generator(generator, x.device)
     level = torch.randint(sigmas.shape[0], (x.shape[0],), device=x.device, generator=generator)
     sigma = sigmas[level]
     eps = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
@@ -835,8 +838,8 @@ def train_score_network(score_net: nn.Module, data, sigmas, *, steps: int, batch
     lr = check_number(lr, "lr", low=0, closed_low=False)
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"lr_schedule must be 'cosine' or 'constant'; got {lr_schedule!r}")
-    progress = _check_bool(progress, "progress")
-    _check_generator(generator, x.device)
+    progress = check_bool(progress, "progress")
+    check_generator(generator, x.device)
     opt = torch.optim.Adam(score_net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
     run = ScoreRun()

@@ -82,6 +82,8 @@ from tqdm import tqdm  # text bars: they render on the static pages too (tqdm.au
 from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
+    check_float_dtype,
+    check_generator,
     check_int,
     check_last_dim,
     check_min_ndim,
@@ -202,12 +204,6 @@ class VaeHistory(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 
-def _check_generator(generator) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-    return generator
-
-
 def _draw(kind: str, shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """randn / rand of ``shape`` in ``like``'s dtype, drawn on the generator's device, moved to ``like``'s."""
     device = generator.device if generator is not None else like.device
@@ -304,12 +300,6 @@ def _with_condition(inputs: torch.Tensor, onehot: torch.Tensor | None, name: str
     return torch.cat([inputs, onehot.expand(*inputs.shape[:-1], onehot.shape[-1])], dim=-1)
 
 
-def _check_dtype(dtype) -> torch.dtype:
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
-    return dtype
-
-
 # --------------------------------------------------------------------------------------------
 # log-likelihoods, the reparameterisation trick, the KL term
 # --------------------------------------------------------------------------------------------
@@ -381,7 +371,7 @@ def reparameterize(mean, logvar, generator: torch.Generator | None = None, n_sam
         ``(..., K)``, or ``(S, ..., K)`` when ``n_samples`` is given.
     """
     mean, logvar, shape = _gaussian_params(mean, logvar)
-    _check_generator(generator)
+    check_generator(generator)
     if n_samples is not None:
         shape = (check_int(n_samples, "n_samples", low=1), *shape)
     if noise is None:
@@ -576,7 +566,7 @@ class GaussianEncoder(nn.Module):
         self.latent_dim = check_int(latent_dim, "latent_dim", low=1)
         self.num_classes = check_int(num_classes, "num_classes", low=0)
         self.net = mlp(self.data_dim + self.num_classes, hidden, 2 * self.latent_dim, depth, activation,
-                       generator=generator, dtype=_check_dtype(dtype), device=device)
+                       generator=generator, dtype=check_float_dtype(dtype), device=device)
 
     def forward(self, x: torch.Tensor, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
         _check_input(x, "x", self.data_dim, "encoder")
@@ -673,7 +663,7 @@ class _Decoder(nn.Module):
 
     def sample(self, z, condition=None, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """A draw x ~ p_θ(x | z) ``(..., D)`` for z ``(..., K)``."""
-        _check_generator(generator)
+        check_generator(generator)
         return self._sample(self._params(z, self._inputs(z, condition)), generator)
 
 
@@ -696,7 +686,7 @@ class BernoulliDecoder(_Decoder):
         self.data_dim = check_int(data_dim, "data_dim", low=1)
         self.num_classes = check_int(num_classes, "num_classes", low=0)
         self.net = mlp(self.latent_dim + self.num_classes, hidden, self.data_dim, depth, activation,
-                       generator=generator, dtype=_check_dtype(dtype), device=device)
+                       generator=generator, dtype=check_float_dtype(dtype), device=device)
 
     def forward(self, z: torch.Tensor, condition=None) -> torch.Tensor:
         return self._params(z, self._inputs(z, condition))
@@ -747,7 +737,7 @@ class GaussianDecoder(_Decoder):
         self.min_logvar = check_number(min_logvar, "min_logvar")
         outputs = self.data_dim * (1 if self.fixed_logvar is not None else 2)
         self.net = mlp(self.latent_dim + self.num_classes, hidden, outputs, depth, activation,
-                       generator=generator, dtype=_check_dtype(dtype), device=device)
+                       generator=generator, dtype=check_float_dtype(dtype), device=device)
 
     def forward(self, z: torch.Tensor, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
         return self._params(z, self._inputs(z, condition))
@@ -973,7 +963,7 @@ class VAE(nn.Module):
         """
         x = self._data(x)
         beta = _check_beta(beta)
-        _check_generator(generator)
+        check_generator(generator)
         if kl not in ("analytic", "sample"):
             raise ValueError(f"kl must be 'analytic' or 'sample'; got {kl!r}")
         onehot = _one_hot(condition, self.num_classes, x)
@@ -1023,7 +1013,7 @@ class VAE(nn.Module):
         k = check_int(k, "k", low=1)
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, "chunk_size", low=1)
-        _check_generator(generator)
+        check_generator(generator)
         onehot = _one_hot(condition, self.num_classes, x)
         mean, logvar = self._q(x, onehot, q)
         return self._log_weights(x, onehot, mean, logvar, k, generator, chunk_size, noise)
@@ -1085,7 +1075,7 @@ class VAE(nn.Module):
             :class:`Samples` ``(x (n, D), z (n, K))``.
         """
         n = check_int(n, "n", low=1)
-        _check_generator(generator)
+        check_generator(generator)
         ref = self._reference()
         z = _draw("normal", (n, self.latent_dim), ref, generator)
         onehot = _one_hot(condition, self.num_classes, z)
@@ -1196,7 +1186,7 @@ def train_vae(model: VAE, data, *, steps: int, batch_size: int = 128, lr: float 
     lr = check_number(lr, "lr", low=0, closed_low=False)
     n_samples = check_int(n_samples, "n_samples", low=1)
     eval_samples = check_int(eval_samples, "eval_samples", low=1)
-    _check_generator(generator)
+    check_generator(generator)
     if callable(beta):
         beta_fn = beta
     else:
@@ -1298,7 +1288,7 @@ def fit_local_posterior(model: VAE, x, *, steps: int = 300, lr: float = 0.05, n_
     lr = check_number(lr, "lr", low=0, closed_low=False)
     n_samples = check_int(n_samples, "n_samples", low=1)
     eval_samples = check_int(eval_samples, "eval_samples", low=1)
-    _check_generator(generator)
+    check_generator(generator)
     onehot = _one_hot(condition, model.num_classes, x)
     with torch.no_grad():
         mean0, logvar0 = model._q(x, onehot, init)
@@ -1385,7 +1375,7 @@ def score_function_gradient(f: Callable[[torch.Tensor], torch.Tensor], logits, n
     distribution = _check_distribution(distribution)
     logits = _logits(logits, distribution).detach()
     S = check_int(n_samples, "n_samples", low=1)
-    _check_generator(generator)
+    check_generator(generator)
     if distribution == "bernoulli":
         batch = tuple(logits.shape)
         p = torch.sigmoid(logits)
@@ -1444,7 +1434,7 @@ def gumbel_softmax_sample(logits, temperature: float, generator: torch.Generator
     """
     logits = _logits(logits, "categorical")
     tau = _temperature(temperature)
-    _check_generator(generator)
+    check_generator(generator)
     shape = tuple(logits.shape) if n_samples is None else (check_int(n_samples, "n_samples", low=1), *logits.shape)
     gumbel = -torch.log(-torch.log(_uniform_open(shape, logits, generator)))
     y = torch.softmax((logits + gumbel) / tau, dim=-1)
@@ -1472,7 +1462,7 @@ def relaxed_bernoulli_sample(logits, temperature: float, generator: torch.Genera
     """
     logits = _logits(logits, "bernoulli")
     tau = _temperature(temperature)
-    _check_generator(generator)
+    check_generator(generator)
     shape = tuple(logits.shape) if n_samples is None else (check_int(n_samples, "n_samples", low=1), *logits.shape)
     u = _uniform_open(shape, logits, generator)
     y = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
@@ -1506,7 +1496,7 @@ def gumbel_softmax_gradient(f: Callable[[torch.Tensor], torch.Tensor], logits, t
     logits = _logits(logits, distribution)
     tau = _temperature(temperature)
     S = check_int(n_samples, "n_samples", low=1)
-    _check_generator(generator)
+    check_generator(generator)
     theta = logits.detach().expand(S, *logits.shape).clone().requires_grad_(True)
     sampler = gumbel_softmax_sample if distribution == "categorical" else relaxed_bernoulli_sample
     with torch.enable_grad():

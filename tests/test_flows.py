@@ -797,3 +797,13 @@ def test_cuda_matches_cpu(kind):
                                atol=1e-9)
     data = two_moons(64, 0.1, manual_seed(53), dtype=f64)
     fl.train_flow(gpu, torch.cat([data, data], 1).cuda(), 3, 16, 1e-3, manual_seed(54))
+
+
+def test_rescaling_and_bits_per_dim_keep_python_numbers_in_double_precision():
+    """A Python float is double precision: −1e5 nats shifted by 64·log 127.5 must not be rounded to float32's
+    8 significant bits near 1e5 (float32's spacing there is 0.0078)."""
+    shifted = fl.rescaled_log_prob(-1e5 + 0.001, 1 / 127.5, 64)
+    assert shifted.dtype == torch.float64
+    assert float(shifted) == pytest.approx(-1e5 + 0.001 - 64 * math.log(127.5), abs=1e-9)
+    assert fl.bits_per_dim([-100.0, -50.0], 64).dtype == torch.float64
+    assert fl.rescaled_log_prob(torch.tensor([-1.0]), 2.0, 3).dtype == torch.float32   # tensors keep their dtype

@@ -14,6 +14,10 @@ from dgm._validate import (
     as_float_tensor,
     broadcast_batch,
     broadcast_batch_shapes,
+    check_bool,
+    check_callable,
+    check_float_dtype,
+    check_generator,
     check_int,
     check_last_dim,
     check_min_ndim,
@@ -218,3 +222,27 @@ def test_checks_survive_python_dash_O():
     out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "raised shapes do not broadcast" in out.stdout
+
+
+def test_check_generator_bool_callable_and_dtype_accept_what_they_document():
+    g = torch.Generator()
+    assert check_generator(g) is g and check_generator(None) is None
+    assert check_generator(g, torch.device("cpu")) is g and check_generator(g, "cpu") is g
+    assert check_bool(True, "flag") is True and check_bool(False, "flag") is False
+    check_callable(len, "fn", "x -> y")
+    assert check_float_dtype(torch.float32) is torch.float32 and check_float_dtype(torch.float64) is torch.float64
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: check_generator(0), TypeError, "generator must be a torch.Generator or None; got int"),
+    (lambda: check_generator(np.random.default_rng(0)), TypeError, "got Generator"),
+    (lambda: check_generator(torch.Generator(), "meta"), ValueError, "on the device of the states \\(meta\\); got one on cpu"),
+    (lambda: check_bool(1, "persistent"), TypeError, "persistent must be True or False; got 1 \\(int\\)"),
+    (lambda: check_bool(torch.tensor(True), "progress"), TypeError, "progress must be True or False"),
+    (lambda: check_callable(3, "energy", "x -> E(x)"), TypeError, "energy must be a callable x -> E\\(x\\); got int"),
+    (lambda: check_float_dtype(torch.int64), TypeError, "dtype must be a floating torch dtype"),
+    (lambda: check_float_dtype("float32", "out_dtype"), TypeError, "out_dtype must be a floating torch dtype"),
+])
+def test_check_generator_bool_callable_and_dtype_name_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
