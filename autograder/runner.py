@@ -155,20 +155,30 @@ class RemoteFunction:
 
 
 def _changed(sent: list, after: Any) -> bool:
-    """Whether a call changed one of its tensor arguments: ``after`` is the sandbox's encoding of
-    the arguments after the call; anything but one readable copy per argument counts as changed."""
+    """Whether a call changed one of its arguments in place — a tensor, or a list of tensors (items added,
+    removed, replaced or changed): ``after`` is the sandbox's encoding of the arguments after the call;
+    anything but one readable copy per argument counts as changed."""
     from coursework import wire
     from coursework._core import same_tensor
 
     if type(after) is not list or len(after) != len(sent):  # noqa: E721
         return True
     for a, data in zip(sent, after):
+        if not isinstance(a, torch.Tensor) and type(a) is not list:  # noqa: E721 - other arguments: not judged
+            continue
+        try:
+            back = wire.decode(data, sympy=False)
+        except wire.WireError:
+            return True
         if isinstance(a, torch.Tensor):
-            try:
-                back = wire.decode(data, sympy=False)
-            except wire.WireError:
-                return True
             if not same_tensor(back, a):
+                return True
+            continue
+        if type(back) is not list or len(back) != len(a):  # noqa: E721
+            return True
+        for item, item_back in zip(a, back):
+            if isinstance(item, torch.Tensor) and not (isinstance(item_back, torch.Tensor)
+                                                       and same_tensor(item_back, item)):
                 return True
     return False
 

@@ -109,12 +109,41 @@ class Outcome:
     differentiable: bool = True
 
 
+def _snapshot(value: Any) -> Any:
+    """What :func:`_changed` compares with after the call: a tensor's copy, or a list's items (tensors copied,
+    one level deep); None for anything else (not checked)."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.detach().clone())
+    if type(value) is list:  # noqa: E721 - exactly a list: the checks pass plain lists of tensors
+        return ("list", [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in value])
+    return None
+
+
+def _changed(value: Any, snap: Any) -> bool:
+    """Whether ``value`` differs from its :func:`_snapshot`: a tensor changed in place, a list with items added,
+    removed, replaced or changed in place."""
+    if snap is None:
+        return False
+    kind, copy = snap
+    if kind == "tensor":
+        return not same_tensor(value, copy)
+    if type(value) is not list or len(value) != len(copy):  # noqa: E721
+        return True
+    for v, c in zip(value, copy):
+        if isinstance(c, torch.Tensor):
+            if not isinstance(v, torch.Tensor) or not same_tensor(v, c):
+                return True
+        elif v is not c:
+            return True
+    return False
+
+
 def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = None) -> Outcome:
     """Call ``fn(*args)`` in this process (the student's kernel, or a sandbox worker) and record
     what happened; never raises for the student's errors."""
     outcome = Outcome()
     if grad is None:
-        copies = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+        copies = [_snapshot(a) for a in args]
         call_args = list(args)
     else:
         call_args = [a.detach().clone().requires_grad_(i in grad.inputs) if isinstance(a, torch.Tensor)
@@ -128,7 +157,7 @@ def invoke_local(fn: Callable, args: Sequence[Any], grad: GradRequest | None = N
         return outcome
     outcome.value = out
     if grad is None:
-        outcome.mutated = any(isinstance(c, torch.Tensor) and not same_tensor(a, c) for a, c in zip(args, copies))
+        outcome.mutated = any(_changed(a, c) for a, c in zip(args, copies))
         return outcome
     sel = out
     if isinstance(out, tuple):  # a tuple output: its item ``grad.output``, by default the first
@@ -221,7 +250,8 @@ def call(ctx: Ctx, fn: Any, *args: Any, where: str, grad: GradRequest | None = N
             ctx.fail(f"{where}: your function {stage} {outcome.error_type}{at}")
         ctx.fail(f"{where}: your function {stage} {outcome.error_type}: {outcome.error_message}{at}")
     if outcome.mutated:
-        ctx.fail(f"{where}: your function modified one of its input tensors in place; work on copies")
+        ctx.fail(f"{where}: your function modified one of its inputs in place (a tensor, or a list it was given); "
+                 "work on copies")
     if grad is None:
         return outcome.value
     if outcome.differentiable and not _gradients_fit(outcome.grads, args, grad):

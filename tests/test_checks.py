@@ -582,3 +582,35 @@ def test_derivation_points_cover_the_whole_domain():
         assert {p["mu_q"] > p["mu_p"] for p in pts} == {True, False}
         assert {p["sigma_q"] > p["sigma_p"] for p in pts} == {True, False}
         assert min(abs(p["mu_q"] - p["mu_p"]) for p in pts) >= 0.3
+
+
+def test_a_list_argument_changed_in_place_counts_as_mutated():
+    """An answer that inserts into, removes from or changes a list it was given (MADE's hidden degrees) modifies
+    its input — in this process (coursework._core.invoke_local) and as the grader judges a sandboxed call from
+    the arguments sent and returned (autograder.runner._changed)."""
+    from autograder.runner import _changed
+    from coursework import wire
+    from coursework._core import invoke_local
+
+    degrees = [torch.tensor([1, 2]), torch.tensor([2, 1])]
+
+    def inserts(order, hidden):
+        hidden.insert(0, order)
+        return len(hidden)
+
+    def changes_an_item(order, hidden):
+        hidden[0] += 1
+        return len(hidden)
+
+    def reads(order, hidden):
+        return len(list(hidden) + [order])
+
+    order = torch.tensor([0, 1])
+    assert invoke_local(inserts, [order, list(degrees)]).mutated
+    assert invoke_local(changes_an_item, [order, [d.clone() for d in degrees]]).mutated
+    assert not invoke_local(reads, [order, list(degrees)]).mutated
+    sent = [order, [d.clone() for d in degrees]]
+    assert not _changed(sent, [wire.encode(a) for a in sent])
+    assert _changed(sent, [wire.encode(order), wire.encode([order, *sent[1]])])                     # an item added
+    assert _changed(sent, [wire.encode(order), wire.encode([sent[1][0] + 1, sent[1][1]])])           # an item changed
+    assert _changed(sent, [wire.encode(order), wire.encode("not a list")])

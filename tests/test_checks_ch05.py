@@ -330,7 +330,13 @@ def test_penalty_at_the_ends_of_the_segments():
     def special_cased(critic, real, fake, eps):
         eps = eps.clamp(1e-3, 1 - 1e-3)    # "avoid the ends"
         return _gp_by_hand(critic, real, fake, eps)
-    _fails("gradient_penalty", special_cased, "hidden", "epsilon = 0")
+    # the clamp also moves interior points near the ends, so for some draws an earlier case fails first: the
+    # answer fails for every seed of a sweep, and the message names the ends for a fixed seed (not a fresh one)
+    for seed in range(8):
+        with pytest.raises(CheckFailed):
+            run_check("gradient_penalty", special_cased, suite="hidden", seed=seed)
+    with pytest.raises(CheckFailed, match="epsilon = 0"):
+        run_check("gradient_penalty", special_cased, suite="hidden", seed=0)
 
 
 def test_jsd_standard_error_gradient_is_checked():

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
-import sympy as sp
 import torch
 from conftest import expect_check_fails as _fails
 
