@@ -465,11 +465,15 @@ def test_similarity_html_shows_the_reference_text():
 
 
 def test_reference_sources_of_every_assignment():
-    assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "02-em", "05-gans",
+    assert {a for a, chapter in chapters().items() if chapter.references()} == {"01-elbo", "02-em", "03-vaes",
+                                                                                 "04-flows", "05-gans", "06-score",
                                                                                  "07-diffusion", "08-simsiam"}
     expected = {
         "01-elbo": {"gaussian_kl_diag", "kl_monte_carlo", "lg_posterior", "lg_elbo", "mixture_responsibilities"},
         "02-em": {"gmm_e_step", "m_step_spherical", "kmeans_step", "ppca_fit"},
+        "03-vaes": {"gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "iwae_bound"},
+        "04-flows": {"affine_coupling_forward", "affine_coupling_inverse", "rescaled_bits_per_dim", "made_masks"},
+        "06-score": {"discrete_inverse_cdf", "mh_log_acceptance", "mh_step", "dsm_loss"},
         "05-gans": {"gan_losses", "optimal_discriminator", "jsd_from_discriminator",
                     "log_density_from_discriminator", "gradient_penalty"},
         "07-diffusion": {"q_sample_closed_form", "posterior_mean_variance", "p_sample_step", "vlb_weights",
@@ -486,6 +490,9 @@ def test_reference_sources_of_every_assignment():
     assert "def discriminator_loss(" in gan and "def generator_loss_nonsaturating(" in gan
     assert "def q_sample(" in reference_sources("07-diffusion")["q_sample_closed_form"]
     assert "def e_step(" in reference_sources("02-em")["gmm_e_step"]
+    assert "def importance_log_weights(" in reference_sources("03-vaes")["iwae_bound"]
+    assert "def made_masks(" in reference_sources("04-flows")["made_masks"]
+    assert "def metropolis_hastings(" in reference_sources("06-score")["mh_step"]
     assert "def hessian_operator(" in reference_sources("08-simsiam")["hessian_no_stopgrad"]
     assert reference_sources("no-such-assignment") == {}
 

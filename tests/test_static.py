@@ -842,7 +842,8 @@ def _notebook(assignment: str, replaced: dict[str, str] | None = None):
     return setup, sources, calls
 
 
-@pytest.mark.parametrize("assignment", ["01-elbo", "02-em", "05-gans", "07-diffusion", "08-simsiam"])
+@pytest.mark.parametrize("assignment", ["01-elbo", "02-em", "03-vaes", "04-flows", "05-gans", "06-score",
+                                        "07-diffusion", "08-simsiam"])
 def test_every_solution_answer_keeps_to_its_tasks_allow_list(assignment):
     from coursework import TASKS
 

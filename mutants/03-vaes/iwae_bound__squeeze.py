@@ -1,0 +1,10 @@
+"""Mistake: squeezes the result: a batch of one loses its dimension.
+
+grade_id: iwae_bound
+"""
+def iwae_bound(log_px_given_z, z, mean, logvar):
+    log_2pi = math.log(2 * math.pi)
+    log_prior = -0.5 * (z ** 2 + log_2pi).sum(-1)
+    log_q = -0.5 * ((z - mean) ** 2 * torch.exp(-logvar) + logvar + log_2pi).sum(-1)
+    log_w = log_px_given_z + log_prior - log_q
+    return (torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])).squeeze()

@@ -1,0 +1,8 @@
+"""Mistake: returns −Σ (1 − m) s, the inverse's log-determinant.
+
+grade_id: affine_coupling_forward
+"""
+def affine_coupling_forward(x, mask, scale_shift):
+    s, t = scale_shift(x * mask)
+    y = mask * x + (1 - mask) * (x * torch.exp(s) + t)
+    return y, -((1 - mask) * s).sum(-1)

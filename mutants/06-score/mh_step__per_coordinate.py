@@ -1,0 +1,9 @@
+"""Mistake: draws one uniform per coordinate and accepts coordinates separately.
+
+grade_id: mh_step
+"""
+def mh_step(x, log_target, propose, proposal_log_prob, generator):
+    y = propose(x, generator)
+    la = log_target(y) - log_target(x) + proposal_log_prob(x, y) - proposal_log_prob(y, x)
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
+    return torch.where(torch.log(u) < la[:, None], y, x)
