@@ -341,15 +341,12 @@ def _ks_pvalue(samples: torch.Tensor, cdf: Callable[[torch.Tensor], torch.Tensor
 def _run_chains(ctx: Ctx, fn: Callable, target, propose, qlog, x: torch.Tensor, steps: int, where: str) -> torch.Tensor:
     for k in range(steps):
         gen = torch.Generator().manual_seed(_seed(ctx))
-        before = x.clone()
-        y = call(ctx, fn, x, target, propose, qlog, gen, where=f"{where}, step {k + 1}")
+        y = call(ctx, fn, x, target, propose, qlog, gen, where=f"{where}, step {k + 1}")  # call() judges in-place changes
         if type(y) is not torch.Tensor:  # noqa: E721
             ctx.fail(f"{where}: return a torch.Tensor of the new states, got {type(y).__name__}")
         if y.shape != x.shape or y.dtype != x.dtype:
             ctx.fail(f"{where}: the new states have shape {tuple(y.shape)} and dtype {y.dtype}; expected the states' "
                      f"{tuple(x.shape)} and {x.dtype}")
-        if not torch.equal(before, x):
-            ctx.fail(f"{where}: the states passed in were modified in place; return new ones")
         if not bool(torch.isfinite(y).all()):
             ctx.fail(f"{where}: the new states contain NaN or infinity")
         moved_rows = torch.nonzero((y != x).any(-1)).flatten().tolist()
