@@ -14,6 +14,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from functools import partial
 from html.parser import HTMLParser
@@ -263,14 +264,25 @@ window.addEventListener("load", function () {
     return d.getBoundingClientRect().top > window.innerHeight + 1000; });
   var fetchedEarly = farBelow && !!document.querySelector("script[src*='plotly.min.js']");
   var drawn = function (d) { return !!d.querySelector("svg.main-svg"); };
+  // Headless Chromium's virtual time (--virtual-time-budget) advances whenever the page's main
+  // thread is idle, whatever work is still under way off it (plotly.min.js, 4.8 MB, may be compiled
+  // on a background thread). So each wait also holds the main thread for 50 ms of *real* time (a
+  // synchronous request the local server answers late, WAIT_PATH), during which virtual time
+  // stands still: a figure has at least 5 s of real time, not only of virtual time, to be drawn.
+  var pause = function () {
+    try { var x = new XMLHttpRequest(); x.open("GET", "/__wait__", false); x.send(); } catch (e) {}
+  };
   // As a reader would: scroll to each figure in turn (plotly.js is fetched when one comes near)
-  // and wait up to 4 s for it to be drawn, then back to the top.
+  // and wait for it to be drawn (up to 100 waits of 100 ms virtual and 50 ms real time), then back
+  // to the top. waits: how many waits each figure took.
+  var waits = [];
   var scrolled = function () { return new Promise(function (done) {
     var figures = all(".plotly-graph-div"), i = 0, tries = 0;
     (function next() {
       if (i >= figures.length) { window.scrollTo(0, 0); done(); return; }
       if (tries === 0) { figures[i].scrollIntoView(); }
-      if (drawn(figures[i]) || ++tries > 40) { i += 1; tries = 0; }
+      if (drawn(figures[i]) || tries >= 100) { waits.push(tries); i += 1; tries = 0; }
+      else { tries += 1; pause(); }
       setTimeout(next, 100);
     })();
   }); };
@@ -284,6 +296,11 @@ window.addEventListener("load", function () {
       plots: all(".plotly-graph-div").length,
       undrawn: all(".plotly-graph-div").filter(function (d) { return !drawn(d); })
                  .map(function (d) { return d.id; }),
+      // why a figure is not drawn: plotly.js not requested, requested but not loaded, or the
+      // loader's message in the figure's place (the fetch failed)
+      undrawnWhy: all(".plotly-graph-div").filter(function (d) { return !drawn(d); })
+                 .map(function (d) { return {id: d.id, requested: !!document.querySelector("script[src*='plotly.min.js']"),
+                                             loaded: !!window.Plotly, text: (d.textContent || "").slice(0, 80)}; }),
       errors: window.__dgmErrors || [],
       fetchedEarly: fetchedEarly,
       // content the reader cannot see whole or scroll to: clipped by an ancestor that hides its
@@ -307,6 +324,7 @@ window.addEventListener("load", function () {
         var tex = (MathJax.startup.document.getMathItemsWithin(e)[0] || {}).math || e.textContent || "";
         return {tex: tex.trim().slice(0, 60), cue: getComputedStyle(e).backgroundAttachment.indexOf("local") >= 0};
       }),
+      waits: waits,
       images: document.images.length,
       brokenImages: Array.prototype.slice.call(document.images)
                  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
@@ -320,6 +338,8 @@ window.addEventListener("load", function () {
   }, 1000); });
 });
 </script>"""
+
+WAIT_PATH = "/__wait__"
 
 # Headless Chromium draws no window narrower than 500 px: a phone's 390 px is a frame of that width
 # (its own viewport, so media queries and the figures' narrow-screen layout apply) inside a
@@ -344,6 +364,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/__canary__.html":
             return self._send(CANARY)
+        if path == WAIT_PATH:   # PROBE's pause: hold the page's main thread for 50 ms of real time
+            time.sleep(0.05)
+            return self._send(b"")
         if path.startswith("/__phone__/"):
             src = "/" + path[len("/__phone__/"):]
             return self._send(PHONE.format(src=html.escape(src, quote=True), width=PHONE_WIDTH).encode("utf-8"))
@@ -410,7 +433,7 @@ def dump_dom(url: str, proxy_port: int, profile: str) -> str:
         f"--user-data-dir={profile}",
         # Everything except loopback (bypassed by default) goes to the recording proxy.
         f"--proxy-server=http://127.0.0.1:{proxy_port}",
-        "--window-size=1280,2000", "--virtual-time-budget=10000", "--dump-dom", url,
+        "--window-size=1280,2000", "--virtual-time-budget=60000", "--dump-dom", url,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"chromium failed on {url}:\n{result.stderr[-3000:]}"
@@ -444,6 +467,12 @@ def test_pages_render_offline_in_chromium(site):
         for doc, width in [(d, w) for d in toc_documents() for w in (1280, PHONE_WIDTH)]:   # a desktop, a phone
             url = f"{base}/{doc}.html" if width == 1280 else f"{base}/__phone__/{doc}.html"
             report = probe_report(dump_dom(url, proxy_port, profile), url)
+            if report["undrawn"]:
+                # Seen once in many runs on a loaded machine (Chapter 8, its one figure): a figure
+                # left undrawn. A page whose figures draw when it is loaded again has no broken
+                # figure; the first attempt is printed so that a recurring cause can be found.
+                print(f"{doc} ({width} px): figures not drawn on the first load, loading again: {report['undrawnWhy']}")
+                report = probe_report(dump_dom(url, proxy_port, profile), url)
             if report["errors"]:
                 problems.append(f"{doc} ({width} px): script errors {report['errors']}")
             if report["cut"]:
@@ -466,10 +495,10 @@ def test_pages_render_offline_in_chromium(site):
             if report["fetchedEarly"]:
                 problems.append(f"{doc}: plotly.min.js fetched at load although every figure is far below")
             if report["undrawn"]:
-                problems.append(f"{doc}: plotly figures not drawn: {report['undrawn']}")
+                problems.append(f"{doc}: plotly figures not drawn (twice): {report['undrawnWhy']}")
             if report["brokenImages"]:
                 problems.append(f"{doc}: images that did not load: {report['brokenImages']}")
-            print(f"{doc}: {report['math']} math, {report['plots']} plotly figures, {report['images']} images")
+            print(f"{doc}: {report['math']} math, {report['plots']} plotly figures (waits until drawn: {report['waits']}), {report['images']} images")
 
         failed = sorted({(p, s) for p, s in server.requests if s >= 400 and p != "/favicon.ico"})
         if failed:
