@@ -273,7 +273,11 @@ def cast_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def nth_output(ref: Callable, i: int) -> Callable:
     """Item ``i`` of ``ref``'s tuple, as a function of the same arguments (the gradient probe weighs the
     reference's first output by shape, so a tuple-valued reference is probed one output at a time)."""
-    return lambda *args: ref(*args)[i]
+    def output(*args):
+        return ref(*args)[i]
+
+    output.__wrapped__ = ref  # inspect.signature reads the reference's argument names through it
+    return output
 
 
 def expect_tuple(ctx: Ctx, out: Any, n: int, where: str, names: str) -> tuple:
@@ -353,11 +357,30 @@ def same_tensor(a: Any, b: torch.Tensor) -> bool:
     return bool(torch.equal(a, b))
 
 
+def _argument_names(ref: Callable, n: int) -> list[str]:
+    """The names of ``ref``'s first ``n`` positional parameters (``"argument k"`` where it has none)."""
+    import inspect
+
+    try:
+        params = [q.name for q in inspect.signature(ref).parameters.values()
+                  if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [f"argument {k + 1} ({params[k]})" if k < len(params) else f"argument {k + 1}" for k in range(n)]
+
+
 def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torch.Tensor], wrt: Sequence[int],
-                          where: str, output: int | None = None) -> None:
+                          where: str, output: int | None = None, symmetric: Sequence[int] = ()) -> None:
     """The student's output (item ``output`` of a tuple, if given) is differentiable and the
     gradients of its weighted sum — random weights of the reference output's shape, drawn from
-    ``ctx`` (:class:`GradRequest`) — with respect to the arguments ``wrt`` equal those of ``ref``'s."""
+    ``ctx`` (:class:`GradRequest`) — with respect to the arguments ``wrt`` equal those of ``ref``'s.
+
+    ``symmetric``: the arguments that the task defines only as symmetric matrices (second moments,
+    covariances). A function of a symmetric C may be written with C or Cᵀ alike; the two agree on
+    every symmetric input and differ in the antisymmetric part of the gradient only, which no
+    symmetric perturbation can see. So for these arguments the symmetric parts (G + Gᵀ)/2 are
+    compared. A failure names the argument by the reference's parameter name.
+    """
     probe = invoke_local(ref, args)
     value = probe.value[0] if isinstance(probe.value, tuple) else probe.value
     if probe.error_type is not None or type(value) is not torch.Tensor:  # noqa: E721
@@ -372,12 +395,22 @@ def expect_same_gradients(ctx: Ctx, fn: Callable, ref: Callable, args: list[torc
         raise RuntimeError(f"the reference of {ctx.task} is not differentiable")
     if len(mine) != len(theirs.grads):  # call() has checked the count: this is the reference's side
         raise RuntimeError(f"the reference of {ctx.task} gave {len(theirs.grads)} gradients for {len(mine)}")
+    names = _argument_names(ref, len(args))
     for i, g, r in zip(wrt, mine, theirs.grads):
         g = torch.zeros_like(args[i]) if g is None else g  # no dependence: a zero gradient
         r = torch.zeros_like(args[i]) if r is None else r
-        if type(g) is not torch.Tensor or g.shape != r.shape or g.dtype != r.dtype \
-                or not bool(torch.allclose(g, r, rtol=1e-6, atol=1e-8)):  # noqa: E721
-            ctx.fail(f"{where}: the gradient with respect to argument {i + 1} is wrong")
+        if type(g) is not torch.Tensor or g.shape != r.shape or g.dtype != r.dtype:  # noqa: E721
+            ctx.fail(f"{where}: the gradient with respect to {names[i]} has the wrong shape or dtype "
+                     f"({type_name(g)})")
+        if i in symmetric and g.dim() >= 2 and g.shape[-1] == g.shape[-2]:
+            g, r = (g + g.transpose(-1, -2)) / 2, (r + r.transpose(-1, -2)) / 2
+        if not bool(torch.allclose(g, r, rtol=1e-6, atol=1e-8)):
+            if not bool(g.ne(0).any()) and bool(r.ne(0).any()):
+                ctx.fail(f"{where}: the gradient with respect to {names[i]} is wrong: your result does not depend "
+                         "on it at all (a .detach() or a constant where it should enter?)")
+            ctx.fail(f"{where}: the gradient with respect to {names[i]} is wrong; where the values are right, "
+                     "look for what changes only gradients: a .detach() (a stop-gradient the task does not ask "
+                     "for), an in-place change, a non-differentiable step (rounding, a comparison, a clamp)")
 
 
 def forbid_calls(ctx: Ctx, fn: Callable, modules: Sequence[str], allowed: Sequence[str] | None = None, *,
@@ -566,9 +599,47 @@ class IntegralRule:
     describe: str
 
 
+#: Functions that are piecewise (constant on pieces, or glued from pieces): a term such as
+#: ``Max(0, p - 10)·t`` is 0 at every point a check draws and wrong elsewhere, so a step may use one
+#: only where the start does.
+PIECEWISE = ("Piecewise", "Max", "Min", "Heaviside", "Abs", "sign", "floor", "ceiling", "frac", "Mod",
+             "DiracDelta", "KroneckerDelta", "re", "im", "arg")
+
+
+def _piecewise_in(expr) -> set[str]:
+    import sympy as sp
+
+    return {type(e).__name__ for e in sp.preorder_traversal(expr) if type(e).__name__ in PIECEWISE}
+
+
+def _exact_difference(a, b, symbols: Sequence):
+    """``a − b`` reduced exactly (SymPy's ``cancel``) when both are rational functions of ``symbols``
+    with rational coefficients and small integer powers — there equality is decided exactly, so a
+    difference far below any numerical tolerance (an exact ``+ 1/10**12``) is seen. ``None`` when the
+    steps are not of that kind (they hold integrals, functions, decimals, π...) or too large."""
+    import sympy as sp
+
+    by_name = {x.name: x for x in symbols}
+    d = _evaluated(a) - _evaluated(b)
+    if not {x.name for x in d.free_symbols} <= set(by_name):
+        return None
+    d = d.xreplace({x: by_name[x.name] for x in d.free_symbols})
+    if d.atoms(sp.Float, sp.NumberSymbol, sp.Function, sp.Integral) or sp.count_ops(d) > 400:
+        return None
+    for e in sp.preorder_traversal(d):
+        if isinstance(e, sp.Pow) and not (e.exp.is_Integer and abs(int(e.exp)) <= 64):
+            return None
+        if isinstance(e, sp.Number) and not e.is_Rational:
+            return None
+    if not d.is_rational_function(*symbols):
+        return None
+    return sp.cancel(d)
+
+
 def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points: Sequence[Mapping[str, float]],
                       target: Callable[[Mapping[str, float]], float], start_name: str,
-                      not_in_result: Sequence = (), min_steps: int = 3, integrals: IntegralRule | None = None) -> None:
+                      not_in_result: Sequence = (), min_steps: int = 3, integrals: IntegralRule | None = None,
+                      exact_numbers: bool = False) -> None:
     """A list of SymPy expressions in which every step equals the previous one.
 
     Checks, in order: a list of at least ``min_steps`` SymPy expressions; only ``symbols`` occur
@@ -579,7 +650,10 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
     of ``not_in_result``; the integrals follow ``integrals`` (:class:`IntegralRule`: the integrand
     parts only kept or worked out with the facts, one fact per integral before the closed form); and
     the last step's value equals ``target(point)`` (computed by an independent route, e.g. ``dgm``'s
-    torch implementation).
+    torch implementation). Besides: no step uses a piecewise function (:data:`PIECEWISE`) the start
+    does not use; two consecutive steps that are rational functions with exact coefficients must be
+    equal exactly (:func:`_exact_difference`), not only at the points; with ``exact_numbers`` no step
+    holds a decimal (``sp.Float``).
     """
     import sympy as sp
 
@@ -606,6 +680,17 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
             ctx.fail(f"step {i} repeats step {i - 1}; each step must rewrite the one before")
     if start.has(sp.Integral) and not any(s.has(sp.Integral) for s in steps[1:-1]):
         ctx.fail("work the integral out in steps: at least one intermediate step must still contain an integral")
+    if exact_numbers:
+        for i, s in enumerate(steps):
+            if any(isinstance(a, sp.Float) for a in s.atoms(sp.Number)):
+                ctx.fail(f"step {i} holds a decimal: write every number exactly (integers, sp.Rational, sp.pi); "
+                         "a decimal such as 0.5 or 3.1416 only approximates the number")
+    allowed_pieces = _piecewise_in(start)
+    for i, s in enumerate(steps):
+        pieces = _piecewise_in(s) - allowed_pieces
+        if pieces:
+            ctx.fail(f"step {i} uses {', '.join(sorted(pieces))}: a piecewise function can be 0 at every point the "
+                     "checks try and wrong elsewhere, so the steps may not use one the start does not have")
     if not start.has(sp.Integral):
         for i, s in enumerate(steps):
             if s.has(sp.Integral):
@@ -623,6 +708,12 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
                 f": at {', '.join(f'{k}={v:.3g}' for k, v in points[0].items())} "
                 f"they are {values[i - 1][0]:.10g} and {values[i][0]:.10g}")
             ctx.fail(f"step {i} is not equal to step {i - 1}{where}")
+    for i in range(1, len(steps)):
+        diff = _exact_difference(steps[i], steps[i - 1], symbols)
+        if diff is not None and diff != 0:
+            text = str(diff)
+            ctx.fail(f"step {i} is not exactly equal to step {i - 1}: they differ by "
+                     f"{text if len(text) <= 80 else text[:77] + '...'} (too small to see in the values)")
     last = steps[-1]
     names = {x.name for x in last.free_symbols}
     if last.has(sp.Integral) or names & {s.name for s in not_in_result}:

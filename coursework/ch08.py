@@ -118,6 +118,11 @@ def _simsiam_objective(ctx: Ctx, fn: Callable, expected: Any) -> None:
         t1, t2, t3 = (torch.trace(A @ C164 @ A.T), torch.trace(A @ C1264 @ W64.T), torch.trace(W64 @ C264 @ W64.T))
         expect_tensor(ctx, got, want, "J", where, *tol, hints=[
             ("the ½ in front of the squared norm is missing (every term doubled)", _like(t1 - 2 * t2 + t3, dtype)),
+            ("the ½ is missing in the first term: ½ tr(A C₁ Aᵀ) with A = W_pW", _like(t1 - t2 + 0.5 * t3, dtype)),
+            ("the ½ is missing in the last term: ½ tr(W C₂ Wᵀ)", _like(0.5 * t1 - t2 + t3, dtype)),
+            ("the cross term is doubled: ½‖a − b‖² has −aᵀb, not −2aᵀb", _like(0.5 * t1 - 2 * t2 + 0.5 * t3, dtype)),
+            ("the entries of the matrix products are summed instead of taking their traces",
+             _like(0.5 * (A @ C164 @ A.T).sum() - (A @ C1264 @ W64.T).sum() + 0.5 * (W64 @ C264 @ W64.T).sum(), dtype)),
             ("the cross term has a + sign: ½‖a − b‖² = ½‖a‖² − aᵀb + ½‖b‖²", _like(0.5 * t1 + t2 + 0.5 * t3, dtype)),
             ("the last term ½ tr(W C₂ Wᵀ) is dropped — it does not depend on W_p, but J does contain it",
              _like(0.5 * t1 - t2, dtype)),
@@ -129,7 +134,7 @@ def _simsiam_objective(ctx: Ctx, fn: Callable, expected: Any) -> None:
              _like(0.5 * torch.trace(W64 @ Wp64 @ C164 @ (W64 @ Wp64).T) - torch.trace(W64 @ Wp64 @ C1264 @ W64.T)
                    + 0.5 * t3, dtype) if W64.shape[0] == W64.shape[1] else torch.full_like(want, float("nan")))])
         if grads:
-            expect_same_gradients(ctx, fn, ref_objective, [W, Wp, C1, C2, C12], wrt=(0, 1, 2, 3, 4),
+            expect_same_gradients(ctx, fn, ref_objective, [W, Wp, C1, C2, C12], wrt=(0, 1, 2, 3, 4), symmetric=(2, 3),
                                   where=f"{where}: gradients with respect to W, W_p, C₁, C₂ and C₁₂")
 
     if not ctx.hidden:
@@ -191,11 +196,12 @@ def _stopgrad_flow(ctx: Ctx, fn: Callable, expected: Any) -> None:
             ("C₁₂ is used where C₁₂ᵀ belongs", _like(-(Wp64 @ W64 @ C164 - W64 @ C1264) @ W64.T - eta * Wp64, dtype)),
             ("the sign is flipped: the flow is minus the gradient", _like(G @ W64.T + eta * Wp64, dtype)),
             ("the weight decay has the wrong sign", _like(-G @ W64.T + eta * Wp64, dtype)),
-            ("the weight decay is left out", _like(-G @ W64.T, dtype))])
+            ("the weight decay is left out", _like(-G @ W64.T, dtype)),
+            ("dWp is transposed (∂J/∂W_p = G Wᵀ, a (K, K) matrix whose transpose is W Gᵀ)", _like(want_Wp.double().T, dtype))])
         if grads:
             for output, name in ((0, "dW"), (1, "dWp")):
                 expect_same_gradients(ctx, fn, _nth(ref_stopgrad_flow, output), [W, Wp, C1, C12, eta], wrt=(0, 1, 2, 3),
-                                      output=output, where=f"{where}: gradients of {name} with respect to W, W_p, C₁ "
+                                      output=output, symmetric=(2,), where=f"{where}: gradients of {name} with respect to W, W_p, C₁ "
                                                            "and C₁₂")
 
     if not ctx.hidden:
@@ -258,9 +264,19 @@ def _hessian_no_stopgrad(ctx: Ctx, fn: Callable, expected: Any) -> None:
             ("W_p W_pᵀ is used where W_pᵀ W_p belongs",
              _like(_kron(C164, Wp64 @ Wp64.T) - _kron(C1264, Wp64.T) - _kron(C1264.T, Wp64)
                    + _kron(C264, eye), dtype)),
-            ("the result is twice the Hessian (J = ½ vec(W)ᵀ H vec(W))", _like(2 * want.double(), dtype))])
+            ("the result is twice the Hessian (J = ½ vec(W)ᵀ H vec(W))", _like(2 * want.double(), dtype)),
+            ("the result is half the Hessian (J = ½ vec(W)ᵀ H vec(W): H carries no ½)", _like(0.5 * want.double(), dtype)),
+            ("a ½ is left on the first term C₁ ⊗ W_pᵀW_p",
+             _like(0.5 * _kron(C164, Wp64.T @ Wp64) - _kron(C1264, Wp64.T) - _kron(C1264.T, Wp64) + _kron(C264, eye), dtype)),
+            ("the cross terms have a + sign: the cross term of J is −tr(W_pW C₁₂ Wᵀ)",
+             _like(_kron(C164, Wp64.T @ Wp64) + _kron(C1264, Wp64.T) + _kron(C1264.T, Wp64) + _kron(C264, eye), dtype)),
+            ("one of the two cross terms is missing: J's cross term is a quadratic form whose matrix must be "
+             "symmetrised, −C₁₂ ⊗ W_pᵀ − C₁₂ᵀ ⊗ W_p",
+             _like(_kron(C164, Wp64.T @ Wp64) - _kron(C1264, Wp64.T) + _kron(C264, eye), dtype)),
+            ("one of the two cross terms is missing (−C₁₂ ⊗ W_pᵀ): both halves of the symmetrised cross term belong in H",
+             _like(_kron(C164, Wp64.T @ Wp64) - _kron(C1264.T, Wp64) + _kron(C264, eye), dtype))])
         if grads:
-            expect_same_gradients(ctx, fn, ref_hessian, [Wp, C1, C2, C12], wrt=(0, 1, 2, 3),
+            expect_same_gradients(ctx, fn, ref_hessian, [Wp, C1, C2, C12], wrt=(0, 1, 2, 3), symmetric=(1, 2),
                                   where=f"{where}: gradients with respect to W_p, C₁, C₂ and C₁₂")
 
     if not ctx.hidden:
@@ -312,7 +328,16 @@ def _effective_rank(ctx: Ctx, fn: Callable, expected: Any) -> None:
             q = q / q.sum()
             return -(q * torch.log(torch.where(q > 0, q, torch.ones_like(q)))).sum()
 
-        expect_tensor(ctx, got, want, "effective rank", where, *tol, hints=[
+        def cut(keep):
+            return torch.exp(entropy(s[keep])) if bool(keep.any()) else torch.ones((), dtype=torch.float64)
+
+        cutoffs = [(f"small singular values are dropped (as with a cut-off at {10.0 ** -k:.0e} × the largest): every "
+                    "singular value counts, however small (a nearly collapsed Z has a rank just above 1, not 1)",
+                    _like(cut(s > 10.0 ** -k * s.max()), dtype)) for k in range(1, 9)]
+        cutoffs += [(f"small singular values are dropped (as with a cut-off at {c:.0e}): every singular value counts, "
+                     "and the rank does not depend on the scale of Z", _like(cut(s > c), dtype))
+                    for c in (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)]
+        expect_tensor(ctx, got, want, "effective rank", where, *tol, hints=cutoffs + [
             ("the entropy is returned without the exp (the rank is exp(H))", _like(entropy(s), dtype)),
             ("the squared singular values (eigenvalues of ZᵀZ) are normalised instead of the singular values",
              _like(torch.exp(entropy(s ** 2)), dtype)),
@@ -320,6 +345,9 @@ def _effective_rank(ctx: Ctx, fn: Callable, expected: Any) -> None:
              _like(torch.exp(entropy(s) / math.log(2)), dtype)),
             ("the singular values are normalised by the largest instead of their sum",
              _like(torch.exp(-((s / s.max()) * torch.log(torch.where(s > 0, s / s.max(), torch.ones_like(s)))).sum()),
+                   dtype)),
+            ("the singular values are divided by their Euclidean norm instead of their sum (the p_i must sum to 1)",
+             _like(torch.exp(-((s / s.norm()) * torch.log(torch.where(s > 0, s / s.norm(), torch.ones_like(s)))).sum()),
                    dtype)),
             ("the rows are centred first (that is the rank of the covariance's square root, not of Z)",
              _like(ref_effective_rank(Z64 - Z64.mean(0)), dtype) if Z64.shape[0] > 1 else torch.full_like(want, float("nan")))])
@@ -362,6 +390,17 @@ def _effective_rank(ctx: Ctx, fn: Callable, expected: Any) -> None:
     s = torch.cat([torch.tensor([1.0], dtype=torch.float64), ctx.uniform(1e-9, 1e-8, 3)])
     compare(_with_singular_values(ctx, 8, 4, s), "one dominant direction and three tiny ones (collapsed): near 1",
             tol=(1e-6, 1e-6))
+    # Every singular value counts, however small against the largest or in absolute terms: a cut-off
+    # (s > 1e-2·s_max, s > 1e-6...) changes the rank here by more than the tolerance.
+    s = torch.cat([torch.ones(1, dtype=torch.float64)] + [ctx.uniform(2 * 10.0 ** -k, 5 * 10.0 ** -k, 1)
+                                                          for k in range(1, 7)])
+    compare(_with_singular_values(ctx, 10, 7, s), "a spread spectrum: singular values from 1 down to about 3e-6, one "
+            "per decade (no cut-off: each counts)")
+    s = torch.cat([torch.ones(1, dtype=torch.float64), ctx.uniform(3e-7, 8e-7, 5)])
+    compare(_with_singular_values(ctx, 10, 6, s), "one direction and five of about 5e-7 of it (nearly collapsed, "
+            "but not a rank of exactly 1)")
+    for scale in (1e-9, 1e-13):
+        compare(scale * ctx.randn(10, 4), f"entries near {scale:.0e} (the rank does not depend on the scale)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +474,7 @@ def _hess_steps(ctx: Ctx, steps: Any, expected: Any) -> None:
     points = _hess_points(ctx) if ctx.hidden else [
         HESS_REPORT_POINT, {"p": -1.5, "s": 0.5, "t": 1.0}, {"p": 1.0, "s": 3.0, "t": 0.01}]
     expect_derivation(ctx, steps, start=hess_derivation_start(), symbols=symbols, points=points,
-                      target=_hess_target, start_name="hess_derivation_start()")
+                      target=_hess_target, start_name="hess_derivation_start()", exact_numbers=True)
     p, s, t = symbols
     last = steps[-1]
     squares = [e for e in sp.preorder_traversal(last) if isinstance(e, sp.Pow) and e.exp == 2

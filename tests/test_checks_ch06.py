@@ -287,6 +287,16 @@ def test_decimal_in_the_derivation_is_named():
     _fails("ula_variance_steps", [steps[0], steps[1], v / (1 - 0.25 * h / v)], "visible", "exactly")
 
 
+def test_a_step_off_by_an_exact_tiny_term_is_caught():
+    """+ 1/10¹² in one step is far below the numerical comparison; the ULA steps are rational functions of h
+    and v, so the steps are compared exactly as well (coursework._core._exact_difference)."""
+    h, v = ula_symbols()
+    steps = ula_steps()
+    for suite in SUITES:
+        _fails("ula_variance_steps", [steps[0], steps[1] + sp.Rational(1, 10**12), steps[2]], suite,
+               "not exactly equal")
+
+
 def test_inverse_cdf_must_return_int64():
     _fails("discrete_inverse_cdf", lambda u, w: _icdf_1(u, w).double(), "visible", "int64")
 

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+import sympy as sp
 import torch
 from conftest import expect_check_fails as _fails
 
@@ -349,6 +350,145 @@ def test_derivation_with_a_wrong_step_names_it(suite):
     p, s, t = hess_symbols()
     _fails("hessian_derivation_steps", [steps[0], steps[1], s * (p + 1) ** 2 + t * (p ** 2 + 1)], suite,
            "step 2 is not equal to step 1")
+
+
+# --- found by the red team (a helper that had not read the checks) ------------------------------------------
+
+def _erank_cut(relative, cutoff):
+    def fn(Z):
+        s = torch.linalg.svdvals(Z)
+        s = s[s > cutoff * (s.max() if relative else 1.0)]
+        p = s / s.sum()
+        return torch.exp(-torch.special.xlogy(p, p).sum())
+    return fn
+
+
+@pytest.mark.parametrize("relative,cutoff", [(True, 1e-1), (True, 1e-2), (True, 1e-3), (True, 1e-6), (False, 1e-6),
+                                             (False, 1e-10)])
+def test_effective_rank_with_a_cut_off_fails_for_every_seed(relative, cutoff):
+    """Dropping small singular values (relative to the largest or absolute) changes the rank of a spread
+    spectrum, of a nearly collapsed Z (five of 5e-7 beside 1) or of a Z near 1e-9 or 1e-13 by more than the
+    tolerance, for every seed; the feedback names the cut-off."""
+    for seed in SEEDS:
+        with pytest.raises(CheckFailed, match="small singular values are dropped"):
+            run_check("effective_rank", _erank_cut(relative, cutoff), suite="hidden", seed=seed)
+
+
+def test_effective_rank_through_eigenvalues_of_the_gram_matrix_passes():
+    """sqrt(eigvalsh(ZᵀZ)) loses half the digits of small singular values but is a right answer; the
+    hidden cases with singular values down to 3e-7 of the largest keep it within the tolerance."""
+    def via_gram(Z):
+        gram = Z.T @ Z if Z.shape[0] >= Z.shape[1] else Z @ Z.T
+        s = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt()
+        p = s / s.sum()
+        return torch.exp(-torch.special.xlogy(p, p).sum())
+    check("effective_rank", via_gram)
+    for seed in SEEDS:
+        run_check("effective_rank", via_gram, suite="hidden", seed=seed)
+
+
+@pytest.mark.parametrize("task", ["simsiam_objective", "stopgrad_flow", "hessian_no_stopgrad"])
+def test_second_moments_written_transposed_pass(task):
+    """C₁ and C₂ are symmetric (second moments): a right answer may use C₁ᵀ for C₁. Its gradient differs from
+    the reference's in the antisymmetric part only, which the checks do not compare."""
+    right = CORRECT[task][0]
+    if task == "stopgrad_flow":
+        def transposed(W, Wp, C1, C12, eta):
+            return right(W, Wp, C1.T, C12, eta)
+    elif task == "hessian_no_stopgrad":
+        def transposed(Wp, C1, C2, C12):
+            return right(Wp, C1.T, C2.T, C12)
+    else:
+        def transposed(W, Wp, C1, C2, C12):
+            return right(W, Wp, C1.T, C2.T, C12)
+    check(task, transposed)
+    for seed in SEEDS:
+        run_check(task, transposed, suite="hidden", seed=seed)
+
+
+def test_a_wrong_gradient_is_named_by_its_argument():
+    """A target that is detached (a stop-gradient the objective does not have) keeps the values and breaks the
+    gradient with respect to W: the feedback names W and the likely cause."""
+    def detached_target(W, Wp, C1, C2, C12):
+        return (0.5 * torch.trace(Wp @ W @ C1 @ W.T @ Wp.T) - torch.trace(Wp @ W @ C12 @ W.detach().T)
+                + 0.5 * torch.trace(W @ C2 @ W.T))
+    _fails("simsiam_objective", detached_target, "hidden", r"argument 1 \(W\) is wrong; .*\.detach\(\)")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("kind,match", [("half_first", "missing in the first term"),
+                                        ("half_last", "missing in the last term"),
+                                        ("double_cross", "cross term is doubled"),
+                                        ("sum", "summed instead of taking their traces")])
+def test_more_objective_slips_are_named(kind, match, suite):
+    def fn(W, Wp, C1, C2, C12):
+        A = Wp @ W
+        t1, t2, t3 = torch.trace(A @ C1 @ A.T), torch.trace(A @ C12 @ W.T), torch.trace(W @ C2 @ W.T)
+        if kind == "sum":
+            return 0.5 * (A @ C1 @ A.T).sum() - (A @ C12 @ W.T).sum() + 0.5 * (W @ C2 @ W.T).sum()
+        return {"half_first": t1 - t2 + 0.5 * t3, "half_last": 0.5 * t1 - t2 + t3,
+                "double_cross": 0.5 * t1 - 2 * t2 + 0.5 * t3}[kind]
+    _fails("simsiam_objective", fn, suite, match)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("kind,match", [("half", "½ is left on the first term"), ("plus", "cross terms have a \\+ sign"),
+                                        ("one_cross", "one of the two cross terms is missing"),
+                                        ("other_cross", "one of the two cross terms is missing")])
+def test_more_hessian_slips_are_named(kind, match, suite):
+    def fn(Wp, C1, C2, C12):
+        eye = torch.eye(Wp.shape[0], dtype=Wp.dtype)
+        first, a, b, last = _kron(C1, Wp.T @ Wp), _kron(C12, Wp.T), _kron(C12.T, Wp), _kron(C2, eye)
+        return {"half": 0.5 * first - a - b + last, "plus": first + a + b + last, "one_cross": first - a + last,
+                "other_cross": first - b + last}[kind]
+    _fails("hessian_no_stopgrad", fn, suite, match)
+
+
+def test_transposed_dwp_is_named():
+    def fn(W, Wp, C1, C12, eta):
+        dW, dWp = CORRECT["stopgrad_flow"][0](W, Wp, C1, C12, eta)
+        return dW, dWp.T
+    _fails("stopgrad_flow", fn, "hidden", "dWp is transposed")
+
+
+def test_effective_rank_with_a_euclidean_normalisation_is_named():
+    def fn(Z):
+        s = torch.linalg.svdvals(Z)
+        p = s / s.norm()
+        return torch.exp(-torch.special.xlogy(p, p).sum())
+    _fails("effective_rank", fn, "visible", "Euclidean norm")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_derivation_steps_may_not_hide_a_term_in_a_piecewise_function(suite):
+    """Max(0, p − 10)·t is 0 at every point drawn and not elsewhere; Piecewise and Abs likewise."""
+    p, s, t = hess_symbols()
+    steps = hess_steps()
+    for hidden in (sp.Max(0, p - 10) * t, sp.Max(0, -p - 5) * t, sp.Max(0, t - 100) * s,
+                   sp.Piecewise((0, p < 40), (t, True)), (sp.Abs(p - 50) + p - 50) * t):
+        _fails("hessian_derivation_steps", [steps[0], steps[1] + hidden, steps[2]], suite, "piecewise function")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_derivation_steps_must_be_exactly_equal(suite):
+    """A step off by s·t/10⁹ (or 1/10¹²) is equal to about 1e-9 at every point, below the numerical
+    comparison; the steps are rational functions, so equality is decided exactly and the difference named."""
+    p, s, t = hess_symbols()
+    steps = hess_steps()
+    _fails("hessian_derivation_steps", [steps[0], steps[1] + s * t / 10**9, steps[2]], suite,
+           "step 1 is not exactly equal to step 0: they differ by")
+    _fails("hessian_derivation_steps", [steps[0], steps[1] + sp.Rational(1, 10**12), steps[2]], suite,
+           "not exactly equal")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_derivation_steps_hold_no_decimal(suite):
+    p, s, t = hess_symbols()
+    steps = hess_steps()
+    _fails("hessian_derivation_steps", [steps[0], 0.5 * (2 * s * (p - 1) ** 2 + 2 * t * (p ** 2 + 1)), steps[2]], suite,
+           "holds a decimal")
+    _fails("hessian_derivation_steps", [steps[0], steps[1], 1.0 * s * (p - 1) ** 2 + t * (p ** 2 + 1)], suite,
+           "holds a decimal")
 
 
 # --- the rule against calling dgm.ssl --------------------------------------------------------------------
