@@ -369,7 +369,8 @@ def _effective_rank(ctx: Ctx, fn: Callable, expected: Any) -> None:
         s = torch.cat([ctx.uniform(0.5, 2.0, 3), torch.zeros(2, dtype=torch.float64)])
         compare(_with_singular_values(ctx, 12, 5, s).to(dtype),
                 f"rank 3 of 5 (two singular values at rounding level) ({dtype})", (1e-5, 1e-5) if dtype ==
-                torch.float64 else (1e-3, 1e-3))
+                torch.float64 else (1e-2, 1e-2))  # float32: a right answer through eigvalsh(ZᵀZ) turns a rounding
+        # error of 1e-7·s_max² into a singular value near 3e-4·s_max, which moves the rank by up to ~5e-3
         # exact zeros: a block of rank 3 in the corner of zeros (LAPACK returns the other singular values as 0.0),
         # and a diagonal matrix with zeros on its diagonal
         Z = torch.zeros(10, 5, dtype=torch.float64)
