@@ -75,6 +75,56 @@ def expect_check_fails(task, answer, suite="visible", match=None):
         check(task, answer, suite=suite)
 
 
+# --- shared by the tests of every exercise's checks (tests/test_checks_chNN.py) -----------------------
+
+def expect_task_inventory(assignment, functions, derivation, concepts):
+    """The exercise registers exactly these tasks: the functions, one derivation, the concept checks."""
+    from coursework import TASKS
+
+    mine = {name: t.kind for name, t in TASKS.items() if t.chapter.assignment == assignment}
+    assert mine == {**{name: "function" for name in functions}, derivation: "derivation",
+                    **{name: "concept" for name in concepts}}
+
+
+def expect_right_answer_passes(task, answer, seeds=range(8)):
+    """A right answer passes the visible suite and the hidden one for every seed of ``seeds``."""
+    from coursework import check, run_check
+
+    check(task, answer, suite="visible")
+    for seed in seeds:
+        run_check(task, answer, suite="hidden", seed=seed)
+
+
+def expect_concepts_graded(concepts):
+    """Each concept check accepts its right letter (both suites) and refuses another one."""
+    from coursework import CheckFailed, check
+
+    for name, answer in concepts.items():
+        check(name, answer)
+        check(name, answer, suite="hidden", expected=answer)
+        with pytest.raises(CheckFailed):
+            check(name, "a" if answer != "a" else "b", suite="hidden", expected=answer)
+
+
+def detached(answer):
+    """``answer`` with every tensor argument and output detached: right values, no gradients."""
+    import torch
+
+    def fn(*args):
+        out = answer(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+        return tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
+    return fn
+
+
+def expect_detached_answer_fails(task, answer, seeds=range(8)):
+    """The detached ``answer`` fails the hidden gradient check for every seed, saying it is not differentiable."""
+    from coursework import CheckFailed, run_check
+
+    for seed in seeds:
+        with pytest.raises(CheckFailed, match="differentiabl"):
+            run_check(task, detached(answer), suite="hidden", seed=seed)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """After a session that ran the seed sweep (tests/test_sweep.py), print and save its table."""
     import sys

@@ -13,8 +13,10 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 from conftest import expect_check_fails as _fails
+from conftest import (expect_concepts_graded, expect_detached_answer_fails, expect_right_answer_passes,
+                      expect_task_inventory)
 
-from coursework import TASKS, CheckFailed, check, run_check
+from coursework import CheckFailed, check, run_check
 from coursework import ch02
 from coursework.ch02 import resp_derivation_start, resp_symbols
 from dgm import em
@@ -151,17 +153,12 @@ def resp_steps():
 
 
 def test_every_chapter2_task_is_tested_here():
-    mine = {name: t.kind for name, t in TASKS.items() if t.chapter.assignment == "02-em"}
-    assert mine == {**{name: "function" for name in CORRECT}, "resp_derivation_steps": "derivation",
-                    **{name: "concept" for name in CONCEPTS}}
+    expect_task_inventory("02-em", CORRECT, "resp_derivation_steps", CONCEPTS)
 
 
 @pytest.mark.parametrize("task,index", [(t, i) for t in sorted(CORRECT) for i in range(2)])
 def test_right_answers_pass_for_a_sweep_of_seeds(task, index, capsys):
-    fn = CORRECT[task][index]
-    check(task, fn, suite="visible")
-    for seed in SEEDS:
-        run_check(task, fn, suite="hidden", seed=seed)
+    expect_right_answer_passes(task, CORRECT[task][index], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -170,11 +167,7 @@ def test_derivation_passes(suite):
 
 
 def test_concept_checks():
-    for name, answer in CONCEPTS.items():
-        check(name, answer)
-        check(name, answer, suite="hidden", expected=answer)
-        with pytest.raises(CheckFailed):
-            check(name, "a" if answer != "a" else "b", suite="hidden", expected=answer)
+    expect_concepts_graded(CONCEPTS)
 
 
 # --- known slips, diagnosed -------------------------------------------------------------------------
@@ -324,12 +317,7 @@ def test_ppca_w_with_wrong_shape_is_refused():
 
 @pytest.mark.parametrize("task", sorted(CORRECT))
 def test_detached_answers_fail_the_hidden_gradient_check(task):
-    def detached(*args):
-        out = CORRECT[task][0](*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
-        return tuple(o.detach() for o in out)
-    for seed in SEEDS:
-        with pytest.raises(Exception, match="differentiabl"):
-            run_check(task, detached, suite="hidden", seed=seed)
+    expect_detached_answer_fails(task, CORRECT[task][0], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)

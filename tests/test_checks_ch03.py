@@ -13,9 +13,11 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 from conftest import expect_check_fails as _fails
+from conftest import (expect_concepts_graded, expect_detached_answer_fails, expect_right_answer_passes,
+                      expect_task_inventory)
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from coursework import TASKS, CheckFailed, check, run_check
+from coursework import check
 from coursework import ch03
 from coursework.ch03 import score_derivation_start, score_symbols
 from dgm import vae
@@ -173,17 +175,12 @@ def score_steps():
 
 
 def test_every_chapter3_task_is_tested_here():
-    mine = {name: t.kind for name, t in TASKS.items() if t.chapter.assignment == "03-vaes"}
-    assert mine == {**{name: "function" for name in CORRECT}, "score_function_steps": "derivation",
-                    **{name: "concept" for name in CONCEPTS}}
+    expect_task_inventory("03-vaes", CORRECT, "score_function_steps", CONCEPTS)
 
 
 @pytest.mark.parametrize("task,index", [(t, i) for t in sorted(CORRECT) for i in range(2)])
 def test_right_answers_pass_for_a_sweep_of_seeds(task, index):
-    fn = CORRECT[task][index]
-    check(task, fn, suite="visible")
-    for seed in SEEDS:
-        run_check(task, fn, suite="hidden", seed=seed)
+    expect_right_answer_passes(task, CORRECT[task][index], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -196,11 +193,7 @@ def test_derivation_passes(suite):
 
 
 def test_concept_checks():
-    for name, answer in CONCEPTS.items():
-        check(name, answer)
-        check(name, answer, suite="hidden", expected=answer)
-        with pytest.raises(CheckFailed):
-            check(name, "a" if answer != "a" else "b", suite="hidden", expected=answer)
+    expect_concepts_graded(CONCEPTS)
 
 
 # --- known slips, diagnosed -------------------------------------------------------------------------
@@ -305,11 +298,7 @@ def test_naive_log_mean_exp_is_named():
 
 @pytest.mark.parametrize("task", sorted(CORRECT))
 def test_detached_answers_fail_the_hidden_gradient_check(task):
-    def detached(*args):
-        return CORRECT[task][0](*[a.detach() for a in args]).detach()
-    for seed in SEEDS:
-        with pytest.raises(Exception, match="differentiabl"):
-            run_check(task, detached, suite="hidden", seed=seed)
+    expect_detached_answer_fails(task, CORRECT[task][0], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)

@@ -14,8 +14,10 @@ import scipy.stats
 import sympy as sp
 import torch
 from conftest import expect_check_fails as _fails
+from conftest import (expect_concepts_graded, expect_detached_answer_fails, expect_right_answer_passes,
+                      expect_task_inventory)
 
-from coursework import TASKS, CheckFailed, check, run_check
+from coursework import CheckFailed, check, run_check
 from coursework import ch04
 from coursework.ch04 import lognormal_derivation_start, lognormal_symbols, scale_shift_net
 from dgm import flows
@@ -200,17 +202,12 @@ def logn_steps():
 
 
 def test_every_chapter4_task_is_tested_here():
-    mine = {name: t.kind for name, t in TASKS.items() if t.chapter.assignment == "04-flows"}
-    assert mine == {**{name: "function" for name in CORRECT}, "lognormal_derivation_steps": "derivation",
-                    **{name: "concept" for name in CONCEPTS}}
+    expect_task_inventory("04-flows", CORRECT, "lognormal_derivation_steps", CONCEPTS)
 
 
 @pytest.mark.parametrize("task,index", [(t, i) for t in sorted(CORRECT) for i in range(2)])
 def test_right_answers_pass_for_a_sweep_of_seeds(task, index):
-    fn = CORRECT[task][index]
-    check(task, fn, suite="visible")
-    for seed in SEEDS:
-        run_check(task, fn, suite="hidden", seed=seed)
+    expect_right_answer_passes(task, CORRECT[task][index], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -225,11 +222,7 @@ def test_derivation_passes(suite):
 
 
 def test_concept_checks():
-    for name, answer in CONCEPTS.items():
-        check(name, answer)
-        check(name, answer, suite="hidden", expected=answer)
-        with pytest.raises(CheckFailed):
-            check(name, "a" if answer != "a" else "b", suite="hidden", expected=answer)
+    expect_concepts_graded(CONCEPTS)
 
 
 # --- known slips, diagnosed -------------------------------------------------------------------------
@@ -352,12 +345,7 @@ def test_made_rules_swapped_fail():
 
 @pytest.mark.parametrize("task", ["affine_coupling_forward", "affine_coupling_inverse", "rescaled_bits_per_dim"])
 def test_detached_answers_fail_the_hidden_gradient_check(task):
-    def detached(*args):
-        out = CORRECT[task][0](*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
-        return tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
-    for seed in SEEDS:
-        with pytest.raises(CheckFailed, match="differentiabl"):
-            run_check(task, detached, suite="hidden", seed=seed)
+    expect_detached_answer_fails(task, CORRECT[task][0], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)

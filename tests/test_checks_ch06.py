@@ -14,8 +14,9 @@ import scipy.stats
 import sympy as sp
 import torch
 from conftest import expect_check_fails as _fails
+from conftest import expect_concepts_graded, expect_right_answer_passes, expect_task_inventory
 
-from coursework import TASKS, CheckFailed, check, run_check
+from coursework import CheckFailed, check, run_check
 from coursework import ch06
 from coursework.ch06 import ula_derivation_start, ula_symbols
 from dgm import sampling, score
@@ -178,17 +179,12 @@ def ula_steps():
 
 
 def test_every_chapter6_task_is_tested_here():
-    mine = {name: t.kind for name, t in TASKS.items() if t.chapter.assignment == "06-score"}
-    assert mine == {**{name: "function" for name in CORRECT}, "ula_variance_steps": "derivation",
-                    **{name: "concept" for name in CONCEPTS}}
+    expect_task_inventory("06-score", CORRECT, "ula_variance_steps", CONCEPTS)
 
 
 @pytest.mark.parametrize("task,index", [(t, i) for t in sorted(CORRECT) for i in range(2)])
 def test_right_answers_pass_for_a_sweep_of_seeds(task, index):
-    fn = CORRECT[task][index]
-    check(task, fn, suite="visible")
-    for seed in SEEDS:
-        run_check(task, fn, suite="hidden", seed=seed)
+    expect_right_answer_passes(task, CORRECT[task][index], SEEDS)
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -200,11 +196,7 @@ def test_derivation_passes(suite):
 
 
 def test_concept_checks():
-    for name, answer in CONCEPTS.items():
-        check(name, answer)
-        check(name, answer, suite="hidden", expected=answer)
-        with pytest.raises(CheckFailed):
-            check(name, "a" if answer != "a" else "b", suite="hidden", expected=answer)
+    expect_concepts_graded(CONCEPTS)
 
 
 # --- known slips, diagnosed -------------------------------------------------------------------------
