@@ -470,6 +470,16 @@ def test_derivation_steps_must_be_exactly_equal(suite):
 
 
 @pytest.mark.parametrize("suite", SUITES)
+def test_a_step_that_sympy_evaluates_to_the_one_before_does_not_count_but_is_no_error(suite):
+    """½·2·(step 1) is step 1 again once SymPy evaluates it: among three different steps it passes (the red
+    team's long right answer lost every mark for it); with only two different steps the chain is too short."""
+    p, s, t = hess_symbols()
+    steps = hess_steps()
+    check("hessian_derivation_steps", [steps[0], steps[1], sp.Rational(1, 2) * 2 * steps[1], steps[2]], suite=suite)
+    _fails("hessian_derivation_steps", [steps[0], steps[0] * 1, steps[2]], suite, "repeats step 0")
+
+
+@pytest.mark.parametrize("suite", SUITES)
 def test_derivation_steps_hold_no_decimal(suite):
     p, s, t = hess_symbols()
     steps = hess_steps()
