@@ -28,7 +28,6 @@ there says nothing about the algorithms.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -202,23 +201,11 @@ def flows_rows(quick: bool = False, echo: Callable[[str], None] = lambda line: N
 def main(argv: list[str] | None = None) -> int:
     """Print the machine, every time and ratio, and the rows; exit 0 when every budget holds, 1 when
     one is broken, 2 when a part could not run."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.flows", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help=f"D in {QUICK_DIMS}, MAF/IAF at D={QUICK_AR_DIM}, "
-                                                         f"best of {QUICK_REPEATS}")
-    p.add_argument("--repeats", type=int, default=None, help=f"runs of each timing (default {DEFAULT_REPEATS})")
-    p.add_argument("--threads", type=int, default=THREADS, help=f"CPU threads (default {THREADS})")
-    args = p.parse_args(argv)
-    if (args.repeats is not None and args.repeats < 1) or args.threads < 1:
-        print("--repeats and --threads must be at least 1", file=sys.stderr)
-        return 2
-    from benchmarks.table import exit_status, format_table, load_average, machine_line
+    from benchmarks.table import part_main
 
-    print(machine_line(), flush=True)
-    rows = flows_rows(args.quick, lambda line: print(line, flush=True), repeats=args.repeats, threads=args.threads)
-    print()
-    print(format_table(rows))
-    print(f"\nat the end: {load_average()} (other jobs on the machine slow every run)")
-    return exit_status(rows)
+    return part_main(argv, prog="python -m benchmarks.flows", description=__doc__.splitlines()[0],
+                     quick_help=f"D in {QUICK_DIMS}, MAF/IAF at D={QUICK_AR_DIM}, best of {QUICK_REPEATS}",
+                     default_repeats=DEFAULT_REPEATS, threads=THREADS, rows=flows_rows)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ same runs on the GPU are reported without a budget.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -162,23 +161,12 @@ def mcmc_rows(quick: bool = False, echo: Callable[[str], None] = lambda line: No
 def main(argv: list[str] | None = None) -> int:
     """Print the machine, every measurement and the rows; exit 0 when every budget holds, 1 when one
     is broken, 2 when a sampler could not run."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.mcmc", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_DRAWS} draws per run (at least {QUICK_MIN_STEPS} steps), best of {QUICK_REPEATS}")
-    p.add_argument("--repeats", type=int, default=None, help=f"runs of each measurement (default {DEFAULT_REPEATS})")
-    p.add_argument("--threads", type=int, default=THREADS, help=f"CPU threads (default {THREADS})")
-    args = p.parse_args(argv)
-    if (args.repeats is not None and args.repeats < 1) or args.threads < 1:
-        print("--repeats and --threads must be at least 1", file=sys.stderr)
-        return 2
-    from benchmarks.table import exit_status, format_table, load_average, machine_line
+    from benchmarks.table import part_main
 
-    print(machine_line(), flush=True)
-    rows = mcmc_rows(args.quick, lambda line: print(line, flush=True), repeats=args.repeats, threads=args.threads)
-    print()
-    print(format_table(rows))
-    print(f"\nat the end: {load_average()} (other jobs on the machine slow every run)")
-    return exit_status(rows)
+    return part_main(argv, prog="python -m benchmarks.mcmc", description=__doc__.splitlines()[0],
+                     quick_help=f"{QUICK_DRAWS} draws per run (at least {QUICK_MIN_STEPS} steps), "
+                                f"best of {QUICK_REPEATS}",
+                     default_repeats=DEFAULT_REPEATS, threads=THREADS, rows=mcmc_rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Verdicts, in the order of their weight: a row that could not run outweighs one over budget.
@@ -88,3 +89,30 @@ def load_average() -> str:
         return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "load average unknown"
+
+
+def part_main(argv: list[str] | None, *, prog: str, description: str, quick_help: str, default_repeats: int,
+              threads: int, rows: Callable[..., list[Row]], after: Callable[[], list[str]] = lambda: []) -> int:
+    """The command line of one part of ``make bench`` (``python -m benchmarks.<part>``): ``--quick``,
+    ``--repeats``, ``--threads``. Prints the machine, each measurement as it is made
+    (``rows(quick, echo, repeats=, threads=)``), the lines of ``after()``, the table and the load at the
+    end; returns :func:`exit_status` of the rows, or 2 for options out of range."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--repeats", type=int, default=None, help=f"runs of each measurement (default {default_repeats})")
+    p.add_argument("--threads", type=int, default=threads, help=f"CPU threads (default {threads})")
+    args = p.parse_args(argv)
+    if (args.repeats is not None and args.repeats < 1) or args.threads < 1:
+        print("--repeats and --threads must be at least 1", file=sys.stderr)
+        return 2
+    print(machine_line(), flush=True)
+    measured = rows(args.quick, lambda line: print(line, flush=True), repeats=args.repeats, threads=args.threads)
+    for line in after():
+        print(line)
+    print()
+    print(format_table(measured))
+    print(f"\nat the end: {load_average()} (other jobs on the machine slow every run)")
+    return exit_status(measured)

@@ -29,7 +29,6 @@ into 1497 training and 300 held-out images.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -176,23 +175,12 @@ def vae_rows(quick: bool = False, echo: Callable[[str], None] = lambda line: Non
 
 def main(argv: list[str] | None = None) -> int:
     """Print the machine, every run and the rows; exit 1 when a budget breaks."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.vae", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_STEPS} training steps, one timed run, IWAE on {QUICK_IWAE_IMAGES} images")
-    p.add_argument("--repeats", type=int, default=None, help=f"timed runs (default {DEFAULT_REPEATS})")
-    p.add_argument("--threads", type=int, default=THREADS, help=f"CPU threads (default {THREADS})")
-    args = p.parse_args(argv)
-    from benchmarks.table import exit_status, format_table, load_average, machine_line
+    from benchmarks.table import part_main
 
-    print(machine_line(), flush=True)
-    rows = vae_rows(args.quick, echo=lambda line: print(line, flush=True), threads=args.threads,
-                    repeats=args.repeats)
-    if not torch.cuda.is_available():
-        print("  no CUDA device: no GPU time")
-    print()
-    print(format_table(rows))
-    print(f"at the end: {load_average()} (other jobs on the machine slow every run)")
-    return exit_status(rows)
+    return part_main(argv, prog="python -m benchmarks.vae", description=__doc__.splitlines()[0],
+                     quick_help=f"{QUICK_STEPS} training steps, one timed run, IWAE on {QUICK_IWAE_IMAGES} images",
+                     default_repeats=DEFAULT_REPEATS, threads=THREADS, rows=vae_rows,
+                     after=lambda: [] if torch.cuda.is_available() else ["  no CUDA device: no GPU time"])
 
 
 if __name__ == "__main__":

@@ -386,3 +386,30 @@ def test_bench_parses_parts_and_budgets():
     assert bench.parse_budget("grading=7.5") == ("grading", 7.5)
     assert set(bench.BUDGETS) == set(bench.PARTS) == {"chapters", "exercises", "grading", "sampler", "em", "flows", "vae", "mcmc"}
     assert bench.BUDGETS == {"chapters": 120.0, "exercises": 60.0, "grading": 4.0, "sampler": 2.0, "em": 1 / 3, "flows": 0.1, "vae": 10.0, "mcmc": 5.0}
+
+
+def test_a_part_of_the_benchmark_prints_its_rows_and_exits_by_its_budgets(capsys):
+    """benchmarks.table.part_main, the command line of the flows, mcmc and vae parts: the rows' table, the
+    lines after the measurements, exit 0 / 1 by the budgets, 2 for out-of-range options (nothing measured)."""
+    from benchmarks.table import Row, part_main
+
+    calls = []
+
+    def rows(quick, echo, *, repeats, threads):
+        calls.append((quick, repeats, threads))
+        echo("measuring")
+        return [Row("part: a ratio", 0.5, 1.0, "x"), Row("part: a time", 3.0, None, "s")]
+
+    def over(quick, echo, *, repeats, threads):
+        return [Row("part: a ratio", 2.0, 1.0, "x")]
+
+    common = dict(prog="python -m benchmarks.part", description="a part", quick_help="quick", default_repeats=3,
+                  threads=2)
+    assert part_main(["--quick", "--repeats", "4"], rows=rows, after=lambda: ["  no CUDA device"], **common) == 0
+    out = capsys.readouterr().out
+    assert calls == [(True, 4, 2)]
+    assert "machine:" in out and "measuring" in out and "no CUDA device" in out and "at the end: load average" in out
+    assert "part: a ratio" in out and "part: a time" in out
+    assert part_main([], rows=over, **common) == 1
+    assert part_main(["--threads", "0"], rows=rows, **common) == 2 and len(calls) == 1
+    assert "must be at least 1" in capsys.readouterr().err
