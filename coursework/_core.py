@@ -645,7 +645,8 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
     Checks, in order: a list of at least ``min_steps`` SymPy expressions; only ``symbols`` occur
     free; step 0 is ``start`` itself (the same expression, symbols matched by name); at least
     ``min_steps`` steps differ from the one before (a step that SymPy evaluates to the previous one does
-    not count); when the start is an integral, an intermediate step still has one, and once a step has none no later step has one (a start without integrals: no step has one); each step
+    not count); when the start is an integral, an intermediate step still has one, and once a step has
+    none no later step has one (a start without integrals: no step has one); each step
     equals the one before at every point of ``points``; the last step contains no integral and none
     of ``not_in_result``; the integrals follow ``integrals`` (:class:`IntegralRule`: the integrand
     parts only kept or worked out with the facts, one fact per integral before the closed form); and
@@ -673,15 +674,15 @@ def expect_derivation(ctx: Ctx, steps: Any, *, start, symbols: Sequence, points:
     if _by_name(steps[0]) != _by_name(start):
         ctx.fail(f"step 0 must be the starting expression {start_name} itself, unchanged (put it first as it is; "
                  "your own rewriting of it is step 1)")
-    # compared after SymPy's automatic simplification, so `Mul(1, step, evaluate=False)` is no new step
-    # A step that SymPy evaluates to the one before (2·(x/2) after x) is no error in itself, but it is no step
-    # either: the chain needs at least min_steps different ones.
+    # compared after SymPy's automatic simplification, so `Mul(1, step, evaluate=False)` is no new step; such a
+    # step (or 2·(x/2) after x) is no error in itself, but the chain needs at least min_steps different ones.
     reprs = [sp.srepr(_evaluated(s)) for s in steps]
     repeats = [i for i in range(1, len(steps)) if reprs[i] == reprs[i - 1]]
     if repeats and len(steps) - len(repeats) < min_steps:
         i = repeats[0]
         ctx.fail(f"step {i} repeats step {i - 1} (SymPy evaluates both to the same expression), which leaves "
-                 f"{len(steps) - len(repeats)} different steps; give at least {min_steps}, each rewriting the one before")
+                 f"{len(steps) - len(repeats)} different steps; give at least {min_steps}, each rewriting the "
+                 "one before")
     if start.has(sp.Integral) and not any(s.has(sp.Integral) for s in steps[1:-1]):
         ctx.fail("work the integral out in steps: at least one intermediate step must still contain an integral")
     if exact_numbers:
